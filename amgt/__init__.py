@@ -1,0 +1,25 @@
+"""AMGT as a ``torch.optim.Optimizer``, and the registry of the baselines it is compared with.
+
+>>> from amgt import AMGT, build_optimizer, available_optimizers
+"""
+
+from ._functional import amgt_update, state_dtype
+from .optimizer import AMGT
+from .registry import (
+    OptimizerSpec,
+    available_optimizers,
+    build_optimizer,
+    get_optimizer_spec,
+    register_optimizer,
+)
+
+__all__ = [
+    "AMGT",
+    "OptimizerSpec",
+    "amgt_update",
+    "available_optimizers",
+    "build_optimizer",
+    "get_optimizer_spec",
+    "register_optimizer",
+    "state_dtype",
+]

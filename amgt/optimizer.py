@@ -1,0 +1,237 @@
+"""AMGT: Adaptive Moment Gradient Thresholding, a ``torch.optim.Optimizer``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
+
+from ._functional import Diagnostics, amgt_update, state_dtype
+
+__all__ = ["AMGT"]
+
+_VARIANCES = ("relative", "absolute")
+
+
+def _check_number(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
+        raise ValueError(f"Invalid {name}: {value!r} (allowed: {allowed})")
+
+
+class AMGT(Optimizer):
+    r"""AMGT: Adam with variance-adaptive momentum, per-layer momentum thresholding and a diminishing step.
+
+    Source: Laisin, Osu, Duruojinkeya, Chibuisi, "A Mathematically Modified Adam Algorithm for Improved
+    Convergence in Deep Neural Networks", OJOMSTE 6(2), 2025 — sections "Adaptive Momentum Adjustment",
+    "Momentum Thresholding" and "Diminishing Step Size". The paper never writes one complete algorithm;
+    this is the precise reading in ``docs/algorithm.md``.
+
+    .. math::
+       \begin{aligned}
+       &\textbf{for } t = 1, 2, \dots \text{ and each parameter tensor } p \text{ with gradient } g: \\
+       &\quad \eta_t = \eta_0 / (1 + \lambda (t-1)) \\
+       &\quad g \leftarrow -g \text{ if maximize};\quad
+             \text{decoupled: } p \leftarrow p(1-\eta_t w) \text{ else } g \leftarrow g + w p \\
+       &\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \qquad \hat v = v / (1-\beta_2^t) \\
+       &\quad \sigma^2 = \max(\hat v - (m / (1-\beta_1^{t-1}))^2, 0), \qquad
+             \rho = \sigma^2 / (\hat v + \epsilon^2) \text{ (relative) or } \sigma^2 \text{ (absolute)} \\
+       &\quad \lambda_t = 1 / (1 + \gamma \rho) \quad (\lambda_1 = 1) \\
+       &\quad m \leftarrow \beta_1 m + (1-\beta_1)\lambda_t g, \qquad \hat m = m / (1-\beta_1^t) \\
+       &\quad u = \hat m / (\sqrt{\hat v} + \epsilon) \;(+\, r \text{ with feedback}) \\
+       &\quad \theta = \tau \cdot \lVert u \rVert_2 / \sqrt{n}, \quad \text{mask} = |u| \ge \theta, \quad
+             r \leftarrow u (1-\text{mask}), \quad u \leftarrow u \cdot \text{mask} \quad (\tau > 0) \\
+       &\quad p \leftarrow p - \eta_t u
+       \end{aligned}
+
+    With ``gamma=0, tau=0, lr_decay=0`` this is exactly :class:`torch.optim.Adam` (and, with
+    ``decoupled_weight_decay=True``, :class:`torch.optim.AdamW`), operation for operation.
+
+    Deviations from the paper (see ``docs/algorithm.md``): the variance of "recent gradients" is the
+    EMA variance from the existing moments (no extra memory); ``variance="relative"`` (default) divides
+    it by :math:`\hat v` so γ is unit-free; thresholding is relative to each tensor's RMS; the suppressed
+    part is fed back (error feedback, the paper's bounded-error assumption) unless
+    ``threshold_feedback=False``; the undefined "correction term α_t" and "dynamic β(t)" are not used.
+
+    Args:
+        params: parameters or param groups, as for any ``torch.optim`` optimizer.
+        lr: η0, the initial step size (> 0... or 0). Default 1e-3.
+        betas: (β1, β2), each in [0, 1). Default (0.9, 0.999).
+        eps: ε > 0 added to the denominator, as in Adam. Default 1e-8.
+        weight_decay: w ≥ 0, L2 penalty (or decoupled decay). Default 0.
+        decoupled_weight_decay: AdamW-style decay when True. Default False.
+        gamma: γ ≥ 0, weight of the gradient variance in λ_t; 0 switches the mechanism off. Default 1.0.
+        tau: τ ≥ 0, threshold as a fraction of the tensor's update RMS; 0 switches it off. Default 0.05.
+        lr_decay: λ ≥ 0 in η_t = η0/(1+λ(t−1)); 0 switches it off. Default 1e-4.
+        threshold_feedback: keep suppressed update mass in a residual buffer. Default True.
+        variance: ``"relative"`` or ``"absolute"`` (the paper's literal σ²). Default ``"relative"``.
+        maximize: maximize the objective instead. Default False.
+        foreach: use the multi-tensor path; ``None`` picks it as torch.optim does (on CUDA, not on CPU).
+
+    State per parameter (lazily, on its first gradient): ``step`` (0-d float32 tensor), ``exp_avg`` m,
+    ``exp_avg_sq`` v, and ``threshold_residual`` r only when τ > 0 with feedback (4n against Adam's 3n).
+    Moments of float16/bfloat16 parameters are kept in float32.
+
+    Raises:
+        ValueError: an argument out of its range (the message names it, its value and the range).
+        RuntimeError: at ``step()``, for sparse gradients.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> opt = AMGT(model.parameters(), lr=1e-3, tau=0.05)
+        >>> model(torch.randn(8, 4)).square().mean().backward()
+        >>> opt.step(); opt.zero_grad()
+        >>> sorted(opt.diagnostics())
+        ['lambda_mean', 'lr_t', 'steps', 'suppressed_fraction']
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        decoupled_weight_decay: bool = False,
+        gamma: float = 1.0,
+        tau: float = 0.05,
+        lr_decay: float = 1e-4,
+        threshold_feedback: bool = True,
+        variance: str = "relative",
+        maximize: bool = False,
+        foreach: Optional[bool] = None,
+    ) -> None:
+        if isinstance(lr, Tensor):
+            raise ValueError(f"Invalid lr: {lr!r} (allowed: a Python float >= 0; tensor lr is not supported)")
+        _check_number("lr", lr, ">= 0", lambda x: x >= 0)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
+        _check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
+        _check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
+        _check_number("eps", eps, "> 0", lambda x: x > 0)
+        _check_number("weight_decay", weight_decay, ">= 0", lambda x: x >= 0)
+        _check_number("gamma", gamma, ">= 0 (0 switches variance-adaptive momentum off)", lambda x: x >= 0)
+        _check_number("tau", tau, ">= 0 (0 switches thresholding off)", lambda x: x >= 0)
+        _check_number("lr_decay", lr_decay, ">= 0 (0 keeps the step size constant)", lambda x: x >= 0)
+        if variance not in _VARIANCES:
+            raise ValueError(f"Invalid variance: {variance!r} (allowed: {', '.join(map(repr, _VARIANCES))})")
+        for name, flag in (("decoupled_weight_decay", decoupled_weight_decay),
+                           ("threshold_feedback", threshold_feedback), ("maximize", maximize)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"Invalid {name}: {flag!r} (allowed: True or False)")
+        if foreach is not None and not isinstance(foreach, bool):
+            raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay, gamma=gamma, tau=tau, lr_decay=lr_decay,
+            threshold_feedback=threshold_feedback, variance=variance, maximize=maximize, foreach=foreach,
+        )
+        super().__init__(params, defaults)
+        self._diagnostics = Diagnostics()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        if not hasattr(self, "_diagnostics"):
+            self._diagnostics = Diagnostics()
+
+    def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps) -> None:
+        want_residual = group["tau"] > 0 and group["threshold_feedback"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("AMGT does not support sparse gradients; use a dense gradient "
+                                   "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam")
+            state = self.state[p]
+            if len(state) == 0:
+                dtype = state_dtype(p)
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+            if want_residual and "threshold_residual" not in state:
+                state["threshold_residual"] = torch.zeros_like(state["exp_avg"])
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            residuals.append(state["threshold_residual"] if want_residual else None)
+            state_steps.append(state["step"])
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Perform one optimization step.
+
+        Args:
+            closure: re-evaluates the model and returns the loss; run under ``torch.enable_grad()``.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        diag = self._diagnostics
+        lr_t = None
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps = [], [], [], [], [], []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps)
+            if not params:
+                continue
+            foreach = group["foreach"]
+            if foreach is None:
+                _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+            beta1, beta2 = group["betas"]
+            amgt_update(
+                params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, foreach=foreach,
+                lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
+                weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                gamma=group["gamma"], tau=group["tau"], lr_decay=group["lr_decay"],
+                variance=group["variance"], maximize=group["maximize"], diagnostics=diag,
+            )
+            if lr_t is None:
+                t = state_steps[0].item()
+                lr_t = float(group["lr"]) / (1 + group["lr_decay"] * (t - 1))
+        if lr_t is not None:
+            diag.steps += 1
+            diag.lr_t = lr_t
+        return loss
+
+    def diagnostics(self, reset: bool = True) -> dict[str, float]:
+        """AMGT's diagnostics, averaged over the steps since the last reset.
+
+        Returns a dict with
+        ``suppressed_fraction`` (fraction of thresholded elements set to zero, in [0, 1]; 0 when τ = 0),
+        ``lambda_mean`` (mean of λ_t over elements and steps, in (0, 1]),
+        ``lr_t`` (η_t of the first parameter group's first parameter at the last step; NaN before any step),
+        ``steps`` (number of steps summed over).
+        The sums are kept on the parameters' devices; this call is the only one that synchronizes.
+        """
+        out = self._diagnostics.summary()
+        if reset:
+            last = self._diagnostics.lr_t
+            self._diagnostics.reset()
+            self._diagnostics.lr_t = last
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict, as torch.optim does; moments of 16-bit parameters stay float32.
+
+        ``torch.optim.Optimizer.load_state_dict`` casts floating state to each parameter's dtype; for
+        float16/bfloat16 parameters we re-read the saved tensors and keep them at full precision.
+        """
+        super().load_state_dict(state_dict)
+        saved_state = state_dict["state"]
+        for saved_group, group in zip(state_dict["param_groups"], self.param_groups):
+            for pid, p in zip(saved_group["params"], group["params"]):
+                if pid not in saved_state or p not in self.state:
+                    continue
+                for key, value in saved_state[pid].items():
+                    if key != "step" and isinstance(value, Tensor) and value.is_floating_point():
+                        self.state[p][key] = value.to(device=p.device, dtype=state_dtype(p), copy=True)

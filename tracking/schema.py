@@ -1,0 +1,58 @@
+"""The names under which every study and trial is stored in MLflow: the contract between the study
+runner (which writes) and the reports (which read). Change a name here and both follow.
+
+Layout (MLflow's experiment → run → params/metrics/tags/artifacts model):
+- one MLflow experiment per study, named after the study;
+- one parent run per (study, phase), tagged ``role=parent``;
+- one nested child run per trial (``mlflow.parentRunId`` set), tagged ``role=trial``.
+Per-epoch metrics are logged with ``step = epoch`` (1-based); the latest value of each metric is the final one.
+"""
+
+from __future__ import annotations
+
+# ---- tags ---------------------------------------------------------------------------------------
+TAG_STUDY = "study"                    # study name (also the experiment name)
+TAG_PHASE = "phase"                    # one of PHASES
+TAG_ROLE = "role"                      # "parent" | "trial"
+TAG_KIND = "kind"                      # study kind: comparison | sensitivity | ablation | quadratic
+TAG_OPTIMIZER = "optimizer"            # registry name, amgt.available_optimizers()
+TAG_BENCHMARK = "benchmark"            # workers.available_benchmarks()
+TAG_SEED = "seed"
+TAG_OPTUNA_TRIAL = "optuna_trial_number"
+TAG_OPTUNA_STUDY = "optuna_study_name"
+TAG_RAY_TRIAL_ID = "ray_trial_id"
+TAG_TRIAL_KEY = "trial_key"            # stable id of a planned trial (resume: no duplicate runs)
+TAG_GIT_SHA = "mlflow.source.git.commit"
+TAG_DEVICE = "device"                  # e.g. "cpu", "cuda:0 (NVIDIA H100)"
+TAG_OUTCOME = "outcome"                # one of OUTCOMES (MLflow's own run status is separate)
+TAG_ERROR = "error"                    # error text of a failed trial
+
+ROLE_PARENT = "parent"
+ROLE_TRIAL = "trial"
+PHASES = ("search", "final", "grid", "ablation", "quadratic")
+OUTCOMES = ("completed", "diverged", "failed")
+
+# ---- params (strings in MLflow) ------------------------------------------------------------------
+PARAM_HP_PREFIX = "hp."                # hp.lr, hp.tau, hp.lr_decay, hp.gamma, ...
+PARAMS_TRIAL = ("optimizer", "benchmark", "seed", "epochs", "batch_size", "max_steps")
+
+# ---- per-epoch metrics (step = epoch) --------------------------------------------------------------
+METRICS_EPOCH = (
+    "train_loss", "val_loss", "val_accuracy", "test_accuracy", "test_loss",
+    "epoch_time_s", "steps", "samples_per_s", "grad_norm_mean", "grad_norm_std",
+    "loss_oscillation", "optimizer_state_bytes", "peak_memory_bytes",
+    "amgt_suppressed_fraction", "amgt_lambda_mean", "amgt_lr_t",
+)
+# ---- final metrics of a trial (logged once at the end) ---------------------------------------------
+METRICS_FINAL = (
+    "best_val_accuracy", "epochs_completed", "wall_time_s",
+    "target_val_accuracy_epoch", "target_val_accuracy_step", "target_val_accuracy_time_s",
+    "target_train_loss_epoch", "target_train_loss_step",
+)
+
+# ---- artifacts ---------------------------------------------------------------------------------------
+ARTIFACT_CONFIG = "config.json"        # the trial's resolved config (child) / the study file (parent)
+ARTIFACT_CURVES = "curves.csv"         # one row per epoch, columns = METRICS_EPOCH present
+ARTIFACT_STUDY = "study.yaml"          # parent: the validated study file
+ARTIFACT_FAIRNESS = "fairness.json"    # parent: trials per optimizer, search-space dimensions, seeds
+ARTIFACT_QUADRATIC = "quadratic_facts.json"  # quadratic study: computed facts (claims C11–C13)
