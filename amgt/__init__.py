@@ -4,6 +4,7 @@
 """
 
 from ._functional import amgt_update, state_dtype
+from .adabelief import AdaBelief, adabelief_update
 from .optimizer import AMGT
 from .registry import (
     OptimizerSpec,
@@ -15,6 +16,8 @@ from .registry import (
 
 __all__ = [
     "AMGT",
+    "AdaBelief",
+    "adabelief_update",
     "OptimizerSpec",
     "amgt_update",
     "available_optimizers",

@@ -83,26 +83,52 @@ def _value(step: Tensor) -> float:
     return step.item() if isinstance(step, Tensor) else float(step)
 
 
-def _variance_weight_(var: Tensor, vhat: Tensor, eps: float, gamma: float, variance: str) -> Tensor:
-    """In place: turn σ² = v̂ - m̂_prev² (unclamped) into λ_t = 1 / (1 + γ·ρ)."""
-    var.clamp_(min=0)
-    if variance == "relative":
-        var.div_(vhat.add(eps * eps))
-    return var.mul_(gamma).add_(1).reciprocal_()
+class _Coefficients:
+    """The step-dependent scalars of one step t (host floats; the same for the loop and foreach paths)."""
+
+    __slots__ = ("lr_t", "bc1", "bc2", "var_scale", "den_shift", "first")
+
+    def __init__(self, step: float, *, lr: float, beta1: float, beta2: float, eps: float, lr_decay: float,
+                 dtype: torch.dtype) -> None:
+        self.lr_t = lr / (1 + lr_decay * (step - 1))  # η_t = η0 / (1 + λ(t-1))
+        self.bc1 = 1 - beta1**step
+        self.bc2 = 1 - beta2**step
+        self.first = step <= 1
+        if not self.first:
+            # σ²·bc2 = v - var_scale·m²  (σ² = v̂ - m̂_prev², m̂_prev = m / (1 - β1^(t-1)))
+            self.var_scale = self.bc2 / (1 - beta1 ** (step - 1)) ** 2
+            # (v̂ + ε²)·bc2 = v + den_shift; floored at the dtype's smallest normal so that 0/0 cannot occur
+            self.den_shift = max(eps * eps * self.bc2, torch.finfo(dtype).tiny)
 
 
-def _threshold_(u: Tensor, residual: Optional[Tensor], norm: Tensor, tau: float) -> Tensor:
-    """In place: zero the elements of ``u`` below τ·RMS(u); keep them in ``residual`` if given.
+def _variance_weight(exp_avg: Tensor, exp_avg_sq: Tensor, c: _Coefficients, gamma: float, variance: str) -> Tensor:
+    """λ_t = 1 / (1 + γ·ρ) from the moments before this step's momentum update (v already updated).
 
-    ``norm`` is ||u||₂ (already including the residual). Returns the number of suppressed elements
-    as a 0-d tensor on ``u``'s device.
+    ρ = σ² / (v̂ + ε²) ("relative") or σ² ("absolute"), σ² = max(v̂ - m̂_prev², 0). Five elementwise passes
+    for "relative": σ²·bc2, clamp, v + ε²·bc2, that + γ·σ²·bc2, and the quotient λ = den / (den + γ·num).
     """
-    theta = norm * (tau / math.sqrt(u.numel()))
+    num = torch.addcmul(exp_avg_sq, exp_avg, exp_avg, value=-c.var_scale).clamp_min_(0)
+    if variance == "relative":
+        den = exp_avg_sq.add(c.den_shift)
+        return den.div_(torch.add(den, num, alpha=gamma))
+    return num.mul_(gamma / c.bc2).add_(1).reciprocal_()
+
+
+def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float) -> Tensor:
+    """Per-tensor thresholding of ``u`` and the parameter update ``param += alpha·u·mask``.
+
+    θ = τ·||u||₂/sqrt(n), mask = |u| ≥ θ. With ``residual`` (which then already holds u: r + update), the
+    suppressed part u·(1-mask) stays in it. The mask is a float 0/1 tensor (on CPU, bool tensors take slow
+    kernels). Returns the number of kept elements as a 0-d tensor (no host read).
+    """
+    theta = torch.linalg.vector_norm(u) * (tau / math.sqrt(u.numel()))
     keep = u.abs().ge_(theta)
+    kept = keep.sum()
+    applied = keep.mul_(u)
     if residual is not None:
-        torch.mul(u, keep.logical_not(), out=residual)
-    u.mul_(keep)
-    return keep.numel() - keep.sum()
+        residual.sub_(applied)
+    param.add_(applied, alpha=alpha)
+    return kept
 
 
 def _single_tensor_amgt(
@@ -121,53 +147,56 @@ def _single_tensor_amgt(
             grad = grad.to(exp_avg.dtype)
 
         step_t += 1
-        step = _value(step_t)
-        lr_t = lr / (1 + lr_decay * (step - 1))
+        c = _Coefficients(_value(step_t), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
+                          dtype=exp_avg.dtype)
 
         if weight_decay != 0:
             if decoupled_weight_decay:
-                param.mul_(1 - lr_t * weight_decay)
+                param.mul_(1 - c.lr_t * weight_decay)
             else:
                 grad = grad.add(param, alpha=weight_decay)
 
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias_correction2 = 1 - beta2**step
 
-        if gamma != 0 and step > 1:
-            vhat = exp_avg_sq / bias_correction2
-            mprev = exp_avg / (1 - beta1 ** (step - 1))
-            lam = _variance_weight_(vhat.addcmul(mprev, mprev, value=-1), vhat, eps, gamma, variance)
-            exp_avg.lerp_(grad * lam, 1 - beta1)
+        if gamma != 0 and not c.first:
+            lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance)
+            exp_avg.mul_(beta1).addcmul_(grad, lam, value=1 - beta1)
             if diagnostics is not None:
                 diagnostics.add_lambda(lam.sum(), lam.numel(), lam.device)
         else:
-            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg.lerp_(grad, 1 - beta1)  # Adam's own operation
             if diagnostics is not None:
                 diagnostics.add_lambda(float(grad.numel()), grad.numel(), grad.device)
 
-        bias_correction1 = 1 - beta1**step
-        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
         if tau == 0 or param.numel() == 0:
-            param.addcdiv_(exp_avg, denom, value=-lr_t / bias_correction1)
+            # exactly torch.optim.Adam's operations (non-capturable path)
+            denom = (exp_avg_sq.sqrt() / c.bc2**0.5).add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-c.lr_t / c.bc1)
             continue
-        u = exp_avg.div(denom).mul_(1 / bias_correction1)
+        # u = m̂ / (sqrt(v̂) + ε) = (sqrt(bc2)/bc1)·m / (sqrt(v) + ε·sqrt(bc2)): one pass fewer than Adam's form
+        sqrt_bc2 = c.bc2**0.5
+        denom = exp_avg_sq.sqrt().add_(eps * sqrt_bc2)
         if residual is not None:
-            u.add_(residual)
-        suppressed = _threshold_(u, residual, torch.linalg.vector_norm(u), tau)
+            u = residual.addcdiv_(exp_avg, denom, value=sqrt_bc2 / c.bc1)
+            alpha = -c.lr_t
+        else:  # the mask is scale-free: fold the bias correction into the step
+            u = exp_avg.div(denom)
+            alpha = -c.lr_t * sqrt_bc2 / c.bc1
+        kept = _threshold_apply_(param, u, residual, tau, alpha)
         if diagnostics is not None:
-            diagnostics.add_suppressed(suppressed, u.numel(), u.device)
-        param.add_(u, alpha=-lr_t)
+            diagnostics.add_suppressed(u.numel() - kept, u.numel(), u.device)
 
 
 def _multi_tensor_amgt(
     params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, *, lr, beta1, beta2, eps,
     weight_decay, decoupled_weight_decay, gamma, tau, lr_decay, variance, maximize, diagnostics,
 ):
+    # Group by device, dtype, residual and step (so every per-step scalar is one number per group).
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, p in enumerate(params):
-        groups[(p.device, p.dtype, residuals[i] is not None)].append(i)
+        groups[(p.device, p.dtype, residuals[i] is not None, _value(state_steps[i]))].append(i)
 
-    for (device, _, has_residual), idx in groups.items():
+    for (device, _, has_residual, _), idx in groups.items():
         d_params = [params[i] for i in idx]
         d_grads = [grads[i] for i in idx]
         d_exp_avgs = [exp_avgs[i] for i in idx]
@@ -189,12 +218,12 @@ def _multi_tensor_amgt(
             d_grads, owned = torch._foreach_neg(d_grads), True
 
         torch._foreach_add_(d_steps, 1)
-        steps = [_value(s) for s in d_steps]
-        lr_ts = [lr / (1 + lr_decay * (s - 1)) for s in steps]
+        c = _Coefficients(_value(d_steps[0]), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
+                          dtype=d_exp_avgs[0].dtype)
 
         if weight_decay != 0:
             if decoupled_weight_decay:
-                torch._foreach_mul_(d_params, [1 - lr_t * weight_decay for lr_t in lr_ts])
+                torch._foreach_mul_(d_params, 1 - c.lr_t * weight_decay)
             elif owned:
                 torch._foreach_add_(d_grads, d_params, alpha=weight_decay)
             else:
@@ -202,71 +231,59 @@ def _multi_tensor_amgt(
 
         torch._foreach_mul_(d_exp_avg_sqs, beta2)
         torch._foreach_addcmul_(d_exp_avg_sqs, d_grads, d_grads, 1 - beta2)
-        bias_correction2 = [1 - beta2**s for s in steps]
 
         numel = sum(g.numel() for g in d_grads)
-        if gamma != 0 and min(steps) > 1:
-            vhat = torch._foreach_div(d_exp_avg_sqs, bias_correction2)
-            mprev = torch._foreach_div(d_exp_avgs, [1 - beta1 ** (s - 1) for s in steps])
-            var = torch._foreach_addcmul(vhat, mprev, mprev, value=-1)
-            torch._foreach_clamp_min_(var, 0.0)
+        if gamma != 0 and not c.first:
+            num = torch._foreach_addcmul(d_exp_avg_sqs, d_exp_avgs, d_exp_avgs, value=-c.var_scale)
+            torch._foreach_clamp_min_(num, 0.0)
             if variance == "relative":
-                torch._foreach_add_(vhat, eps * eps)
-                torch._foreach_div_(var, vhat)
-            torch._foreach_mul_(var, gamma)
-            torch._foreach_add_(var, 1.0)
-            torch._foreach_reciprocal_(var)  # var now holds λ_t
-            d_grads = torch._foreach_mul(d_grads, var)
+                lam = torch._foreach_add(d_exp_avg_sqs, c.den_shift)
+                torch._foreach_div_(lam, torch._foreach_add(lam, num, alpha=gamma))
+            else:
+                lam = num
+                torch._foreach_mul_(lam, gamma / c.bc2)
+                torch._foreach_add_(lam, 1.0)
+                torch._foreach_reciprocal_(lam)
+            torch._foreach_mul_(d_exp_avgs, beta1)
+            torch._foreach_addcmul_(d_exp_avgs, d_grads, lam, 1 - beta1)
             if diagnostics is not None:
-                diagnostics.add_lambda(torch.stack(torch._foreach_norm(var, 1)).sum(), numel, device)
-        elif gamma != 0:
-            # Some tensors are at their first step (λ = 1 there): fall back to the loop for the λ part.
-            lams = []
-            new_grads = []
-            for s, g, m, v, bc2 in zip(steps, d_grads, d_exp_avgs, d_exp_avg_sqs, bias_correction2):
-                if s > 1:
-                    vh = v / bc2
-                    mp = m / (1 - beta1 ** (s - 1))
-                    lam = _variance_weight_(vh.addcmul(mp, mp, value=-1), vh, eps, gamma, variance)
-                    new_grads.append(g * lam)
-                    lams.append(lam.sum())
-                else:
-                    new_grads.append(g)
-                    lams.append(torch.tensor(float(g.numel()), device=g.device))
-            d_grads = new_grads
+                diagnostics.add_lambda(torch.stack(torch._foreach_norm(lam, 1)).sum(), numel, device)
+        else:
+            torch._foreach_lerp_(d_exp_avgs, d_grads, 1 - beta1)
             if diagnostics is not None:
-                diagnostics.add_lambda(torch.stack(lams).sum(), numel, device)
-        elif diagnostics is not None:
-            diagnostics.add_lambda(float(numel), numel, device)
-
-        torch._foreach_lerp_(d_exp_avgs, d_grads, 1 - beta1)
-        bias_correction1 = [1 - beta1**s for s in steps]
-        denom = torch._foreach_sqrt(d_exp_avg_sqs)
-        torch._foreach_div_(denom, [math.sqrt(bc) for bc in bias_correction2])
-        torch._foreach_add_(denom, eps)
+                diagnostics.add_lambda(float(numel), numel, device)
 
         if tau == 0:
-            torch._foreach_addcdiv_(
-                d_params, d_exp_avgs, denom, [-lr_t / bc for lr_t, bc in zip(lr_ts, bias_correction1)]
-            )
+            # exactly torch.optim.Adam's foreach operations (non-capturable path)
+            denom = torch._foreach_sqrt(d_exp_avg_sqs)
+            torch._foreach_div_(denom, c.bc2**0.5)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(d_params, d_exp_avgs, denom, (c.lr_t / c.bc1) * -1)
             continue
-        u = torch._foreach_div(d_exp_avgs, denom)
-        torch._foreach_mul_(u, [1 / bc for bc in bias_correction1])
+        sqrt_bc2 = c.bc2**0.5
+        denom = torch._foreach_sqrt(d_exp_avg_sqs)
+        torch._foreach_add_(denom, eps * sqrt_bc2)
         if d_residuals is not None:
-            torch._foreach_add_(u, d_residuals)
+            torch._foreach_addcdiv_(d_residuals, d_exp_avgs, denom, sqrt_bc2 / c.bc1)
+            u, alpha = d_residuals, -c.lr_t
+        else:
+            u, alpha = torch._foreach_div(d_exp_avgs, denom), -c.lr_t * sqrt_bc2 / c.bc1
+        nonempty = [j for j, x in enumerate(u) if x.numel()]
+        if not nonempty:
+            continue
+        u = [u[j] for j in nonempty]
+        d_params = [d_params[j] for j in nonempty]
         norms = torch._foreach_norm(u)
-        suppressed = []
-        for j, uj in enumerate(u):
-            if uj.numel() == 0:
-                continue
-            res = d_residuals[j] if d_residuals is not None else None
-            suppressed.append(_threshold_(uj, res, norms[j], tau))
-        if diagnostics is not None and suppressed:
-            diagnostics.add_suppressed(torch.stack(suppressed).sum(), numel, device)
-        torch._foreach_mul_(u, [-lr_t for lr_t in lr_ts])
-        if u[0].dtype != d_params[0].dtype:
-            u = [x.to(d_params[0].dtype) for x in u]
-        torch._foreach_add_(d_params, u)
+        keep = torch._foreach_abs(u)
+        for kj, nj, uj in zip(keep, norms, u):
+            kj.ge_(nj * (tau / math.sqrt(uj.numel())))
+        kept = torch.stack(torch._foreach_norm(keep, 1)).sum()
+        torch._foreach_mul_(keep, u)  # keep now holds the applied update u·mask
+        if d_residuals is not None:
+            torch._foreach_sub_(u, keep)  # the residual keeps u·(1 - mask)
+        torch._foreach_add_(d_params, keep, alpha=alpha)
+        if diagnostics is not None:
+            diagnostics.add_suppressed(numel - kept, numel, device)
 
 
 def amgt_update(

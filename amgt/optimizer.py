@@ -9,15 +9,11 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
 from ._functional import Diagnostics, amgt_update, state_dtype
+from ._validation import check_flag, check_number
 
 __all__ = ["AMGT"]
 
 _VARIANCES = ("relative", "absolute")
-
-
-def _check_number(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
-        raise ValueError(f"Invalid {name}: {value!r} (allowed: {allowed})")
 
 
 class AMGT(Optimizer):
@@ -56,13 +52,14 @@ class AMGT(Optimizer):
 
     Args:
         params: parameters or param groups, as for any ``torch.optim`` optimizer.
-        lr: η0, the initial step size (> 0... or 0). Default 1e-3.
+        lr: η0 ≥ 0, the initial step size (0 freezes the parameters, as in torch.optim). Default 1e-3.
         betas: (β1, β2), each in [0, 1). Default (0.9, 0.999).
         eps: ε > 0 added to the denominator, as in Adam. Default 1e-8.
         weight_decay: w ≥ 0, L2 penalty (or decoupled decay). Default 0.
         decoupled_weight_decay: AdamW-style decay when True. Default False.
         gamma: γ ≥ 0, weight of the gradient variance in λ_t; 0 switches the mechanism off. Default 1.0.
-        tau: τ ≥ 0, threshold as a fraction of the tensor's update RMS; 0 switches it off. Default 0.05.
+        tau: τ in [0, 1], threshold as a fraction of the tensor's update RMS; 0 switches it off. τ ≤ 1
+            guarantees each tensor's largest element is always applied. Default 0.05.
         lr_decay: λ ≥ 0 in η_t = η0/(1+λ(t−1)); 0 switches it off. Default 1e-4.
         threshold_feedback: keep suppressed update mass in a residual buffer. Default True.
         variance: ``"relative"`` or ``"absolute"`` (the paper's literal σ²). Default ``"relative"``.
@@ -103,24 +100,23 @@ class AMGT(Optimizer):
         maximize: bool = False,
         foreach: Optional[bool] = None,
     ) -> None:
-        if isinstance(lr, Tensor):
-            raise ValueError(f"Invalid lr: {lr!r} (allowed: a Python float >= 0; tensor lr is not supported)")
-        _check_number("lr", lr, ">= 0", lambda x: x >= 0)
+        check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
-        _check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
-        _check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
-        _check_number("eps", eps, "> 0", lambda x: x > 0)
-        _check_number("weight_decay", weight_decay, ">= 0", lambda x: x >= 0)
-        _check_number("gamma", gamma, ">= 0 (0 switches variance-adaptive momentum off)", lambda x: x >= 0)
-        _check_number("tau", tau, ">= 0 (0 switches thresholding off)", lambda x: x >= 0)
-        _check_number("lr_decay", lr_decay, ">= 0 (0 keeps the step size constant)", lambda x: x >= 0)
+        check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
+        check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
+        check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
+        check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+        check_number("gamma", gamma, ">= 0 and finite (0 switches variance-adaptive momentum off)",
+                     lambda x: x >= 0)
+        check_number("tau", tau, "[0, 1] (0 switches thresholding off; <= 1 keeps each tensor's largest "
+                     "element)", lambda x: 0 <= x <= 1)
+        check_number("lr_decay", lr_decay, ">= 0 and finite (0 keeps the step size constant)", lambda x: x >= 0)
         if variance not in _VARIANCES:
             raise ValueError(f"Invalid variance: {variance!r} (allowed: {', '.join(map(repr, _VARIANCES))})")
-        for name, flag in (("decoupled_weight_decay", decoupled_weight_decay),
-                           ("threshold_feedback", threshold_feedback), ("maximize", maximize)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"Invalid {name}: {flag!r} (allowed: True or False)")
+        check_flag("decoupled_weight_decay", decoupled_weight_decay)
+        check_flag("threshold_feedback", threshold_feedback)
+        check_flag("maximize", maximize)
         if foreach is not None and not isinstance(foreach, bool):
             raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
         defaults = dict(

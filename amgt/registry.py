@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import torch
 from torch.optim import Optimizer
 
+from .adabelief import AdaBelief
 from .optimizer import AMGT
 
 __all__ = [
@@ -125,14 +126,6 @@ def build_optimizer(
     return get_optimizer_spec(name).build(params, **hparams)
 
 
-def _adabelief_cls() -> type[Optimizer]:
-    # AdaBelief (Zhuang et al., NeurIPS 2020) from pytorch_optimizer, a maintained library; the original
-    # adabelief-pytorch package is unmaintained. It passes the same test battery as the others.
-    from pytorch_optimizer import AdaBelief
-
-    return AdaBelief
-
-
 def _register_builtins() -> None:
     paper_adam = {"lr": 1e-3}
     specs = [
@@ -150,8 +143,8 @@ def _register_builtins() -> None:
                       description="torch.optim.AdamW (decoupled weight decay)"),
         OptimizerSpec("amsgrad", torch.optim.Adam, paper_adam, {"amsgrad": True, "decoupled_weight_decay": False},
                       description="torch.optim.Adam(amsgrad=True)"),
-        OptimizerSpec("adabelief", _adabelief_cls(), {"lr": 1e-3, "eps": 1e-16, "rectify": False},
-                      description="AdaBelief (pytorch_optimizer)"),
+        OptimizerSpec("adabelief", AdaBelief, {"lr": 1e-3, "eps": 1e-16},
+                      description="AdaBelief (Zhuang et al. 2020, Algorithm 2; amgt.AdaBelief)"),
         OptimizerSpec("rmsprop", torch.optim.RMSprop, {"lr": 1e-2}, description="torch.optim.RMSprop"),
         OptimizerSpec("sgd", torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9},
                       description="torch.optim.SGD with momentum 0.9"),

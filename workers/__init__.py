@@ -1,1 +1,30 @@
-"""placeholder"""
+"""What one trial does: benchmarks (data + model + paper defaults), the training loop, per-epoch metrics,
+and the convex-quadratic study. Usable on its own: no Ray, no MLflow.
+
+>>> import workers
+>>> result = workers.run_trial({"benchmark": "digits-cnn", "optimizer": "amgt", "epochs": 1})
+>>> result["status"]
+'completed'
+"""
+
+from . import benchmarks as _benchmarks  # noqa: F401  (registers the classification benchmarks)
+from . import quadratic  # noqa: F401  (registers the quadratic and function benchmarks)
+from ._registry import Benchmark, available_benchmarks, get_benchmark, register_benchmark
+from .checkpoint import CheckpointHook, DirectoryCheckpoint
+from .metrics import loss_increase_fraction, loss_oscillation
+from .train import resolve_config, run_trial, train_one_epoch
+
+__all__ = [
+    "Benchmark",
+    "CheckpointHook",
+    "DirectoryCheckpoint",
+    "available_benchmarks",
+    "get_benchmark",
+    "loss_increase_fraction",
+    "loss_oscillation",
+    "quadratic",
+    "register_benchmark",
+    "resolve_config",
+    "run_trial",
+    "train_one_epoch",
+]

@@ -1,0 +1,25 @@
+"""Argument checks shared by the optimizers: ValueError naming the argument, its value and the range."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from torch import Tensor
+
+__all__ = ["check_flag", "check_number"]
+
+
+def check_number(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real Python number (not bool) with ``ok(value)``."""
+    if isinstance(value, Tensor):
+        raise ValueError(f"Invalid {name}: {value!r} (allowed: a Python number, {allowed}; tensors are not supported)")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not ok(float(value))):
+        raise ValueError(f"Invalid {name}: {value!r} (allowed: {allowed})")
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {name}: {value!r} (allowed: True or False)")

@@ -1,0 +1,283 @@
+"""Time per ``optimizer.step()`` for AMGT and its baselines on parameter sets shaped like real models.
+
+Parameter sets (float32, shapes only; values random): LeNet-5 (61,706 parameters, the classic LeCun et al.
+1998 layout), ResNet-18 (11,689,512) and ResNet-50 (25,557,032), the shapes taken from torchvision's model
+definitions (built on the meta device, no weights downloaded).
+
+Method: all optimizers of one size share the same parameter and gradient tensors (each keeps its own
+state); they are interleaved (round-robin, order shuffled each round), each warmed up first, and every
+step is timed on its own (``time.perf_counter``; on CUDA with ``torch.cuda.synchronize()`` around it).
+Reported: the median step time, its ratio to Adam-foreach and Adam-fused, optimizer-state bytes,
+the bytes a step moves, and the machine's copy bandwidth.
+
+"Bytes moved" comes in two figures:
+- ``min_bytes``: the least a fused step must read and write (parameters, gradients and every state
+  tensor read once; parameters and state written once).
+- ``issued_bytes`` (eager paths only): the sum, over the aten operators a step issues (recorded with a
+  ``TorchDispatchMode``), of the bytes of their tensor inputs and outputs; caches make the true DRAM
+  traffic lower, so this is an upper estimate.
+``bw_frac`` is ``min_bytes / time`` divided by the measured copy bandwidth: how close a step is to the
+memory-bound floor.
+
+Example (a quick run, ~2-3 minutes on 2 CPU cores):
+    python benchmarks/optimizer_step.py --sizes lenet5,resnet18 --rounds 3 --steps 3
+Full run:
+    python benchmarks/optimizer_step.py --sizes lenet5,resnet18,resnet50 --rounds 7 --steps 5 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import amgt  # noqa: E402
+from amgt import AMGT  # noqa: E402
+
+LENET5_SHAPES = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 400), (120,), (84, 120), (84,), (10, 84), (10,)]
+
+
+def param_shapes(size: str) -> list[tuple[int, ...]]:
+    """Parameter shapes of ``lenet5``, ``resnet18`` or ``resnet50`` (torchvision, meta device)."""
+    if size == "lenet5":
+        return LENET5_SHAPES
+    import torchvision
+
+    if size not in ("resnet18", "resnet50"):
+        raise ValueError(f"Unknown size {size!r}; valid: lenet5, resnet18, resnet50")
+    with torch.device("meta"):
+        model = getattr(torchvision.models, size)()
+    return [tuple(p.shape) for p in model.parameters()]
+
+
+def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
+    """name -> factory(params) for every configuration timed."""
+    specs: dict[str, Callable] = {
+        "adam-foreach": lambda p: torch.optim.Adam(p, lr=1e-6, foreach=True),
+        "adam-fused": lambda p: torch.optim.Adam(p, lr=1e-6, fused=True),
+        "adam-loop": lambda p: torch.optim.Adam(p, lr=1e-6, foreach=False),
+        "adamw-foreach": lambda p: torch.optim.AdamW(p, lr=1e-6, foreach=True),
+        "adabelief-foreach": lambda p: amgt.AdaBelief(p, lr=1e-6, foreach=True),
+        "sgd-foreach": lambda p: torch.optim.SGD(p, lr=1e-6, momentum=0.9, foreach=True),
+        "amgt-foreach": lambda p: AMGT(p, lr=1e-6, foreach=True),
+        "amgt-loop": lambda p: AMGT(p, lr=1e-6, foreach=False),
+        "amgt-no-threshold-foreach": lambda p: AMGT(p, lr=1e-6, tau=0.0, foreach=True),
+        "amgt-no-decay-foreach": lambda p: AMGT(p, lr=1e-6, lr_decay=0.0, foreach=True),
+        "amgt-no-variance-foreach": lambda p: AMGT(p, lr=1e-6, gamma=0.0, foreach=True),
+        "amgt-all-off-foreach": lambda p: AMGT(p, lr=1e-6, gamma=0.0, tau=0.0, lr_decay=0.0, foreach=True),
+    }
+    if include_compiled:
+        specs["amgt-compiled"] = lambda p: AMGT(p, lr=1e-6, compiled=True)
+    return specs
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def copy_bandwidth(device: str, mbytes: int = 256, repeats: int = 7) -> float:
+    """Median bandwidth of ``dst.copy_(src)`` in bytes/s, counting the read and the write."""
+    n = mbytes * 2**20 // 4
+    src = torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * src.nbytes / statistics.median(times)
+
+
+class _BytesCounter(TorchDispatchMode):
+    """Sums the bytes of tensor inputs and outputs of every aten operator dispatched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        seen = set()
+
+        def count(x):
+            if isinstance(x, torch.Tensor) and x.device.type != "meta" and id(x) not in seen:
+                seen.add(id(x))
+                if x.dim() > 0:
+                    self.bytes += x.numel() * x.element_size()
+            elif isinstance(x, (list, tuple)):
+                for y in x:
+                    count(y)
+
+        count(args)
+        count(list((kwargs or {}).values()))
+        count(out)
+        return out
+
+
+def state_bytes(opt: torch.optim.Optimizer) -> int:
+    return sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values()
+               if isinstance(v, torch.Tensor) and v.dim() > 0)
+
+
+def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, names: list[str],
+               include_compiled: bool, bandwidth: float, seed: int = 0) -> list[dict]:
+    torch.manual_seed(seed)
+    shapes = param_shapes(size)
+    params = [torch.nn.Parameter(torch.randn(s, device=device) * 0.05) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    numel = sum(p.numel() for p in params)
+    grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in params)
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+
+    factories = _optimizers(device, include_compiled)
+    opts = {n: factories[n](params) for n in names if n in factories}
+    for name, opt in opts.items():
+        for _ in range(warmup):
+            opt.step()
+    _sync(device)
+
+    times: dict[str, list[float]] = {n: [] for n in opts}
+    rng = random.Random(seed)
+    order = list(opts)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            opt = opts[name]
+            for _ in range(steps):
+                _sync(device)
+                t0 = time.perf_counter()
+                opt.step()
+                _sync(device)
+                times[name].append(time.perf_counter() - t0)
+
+    rows = []
+    for name, opt in opts.items():
+        sbytes = state_bytes(opt)
+        # fused floor: read params, grads, all state; write params and all state
+        min_bytes = 2 * param_bytes + grad_bytes + 2 * sbytes
+        issued = None
+        if name != "amgt-compiled" and not name.startswith("adam-fused"):
+            counter = _BytesCounter()
+            with counter:
+                opt.step()
+            issued = counter.bytes
+        med = statistics.median(times[name])
+        rows.append(dict(size=size, numel=numel, tensors=len(params), optimizer=name, median_s=med,
+                         q1_s=statistics.quantiles(times[name], n=4)[0] if len(times[name]) > 1 else med,
+                         q3_s=statistics.quantiles(times[name], n=4)[2] if len(times[name]) > 1 else med,
+                         samples=len(times[name]), state_bytes=sbytes, min_bytes=min_bytes,
+                         issued_bytes=issued, bw_frac=min_bytes / med / bandwidth))
+    by = {r["optimizer"]: r for r in rows}
+    for r in rows:
+        r["x_adam_foreach"] = r["median_s"] / by["adam-foreach"]["median_s"] if "adam-foreach" in by else None
+        r["x_adam_fused"] = r["median_s"] / by["adam-fused"]["median_s"] if "adam-fused" in by else None
+    del opts, params
+    gc.collect()
+    return rows
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return dict(nproc=os.cpu_count(), cpu=cpu, torch=torch.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(),
+                cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _fmt_bytes(b) -> str:
+    return "n/a" if b is None else f"{b / 2**20:,.1f}"
+
+
+def markdown(rows: list[dict], info: dict) -> str:
+    out = [f"Machine: {info['nproc']} CPUs ({info['cpu']}), torch {info['torch']}, {info['threads']} threads"
+           f"{', CUDA ' + info['cuda'] if info['cuda'] else ''}; device {info['device']}; {info['date']}; "
+           f"copy bandwidth {info['bandwidth'] / 1e9:.2f} GB/s (read+write)", ""]
+    for size in dict.fromkeys(r["size"] for r in rows):
+        sub = [r for r in rows if r["size"] == size]
+        out.append(f"**{size}** ({sub[0]['numel']:,} parameters in {sub[0]['tensors']} tensors)")
+        out.append("")
+        out.append("| optimizer | median ms (IQR) | × Adam-foreach | × Adam-fused | state MiB | "
+                   "min MiB moved | issued MiB | % of copy bandwidth |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in sorted(sub, key=lambda r: r["median_s"]):
+            xa = "n/a" if r["x_adam_foreach"] is None else f"{r['x_adam_foreach']:.2f}"
+            xf = "n/a" if r["x_adam_fused"] is None else f"{r['x_adam_fused']:.2f}"
+            out.append(f"| {r['optimizer']} | {r['median_s'] * 1e3:.2f} ({r['q1_s'] * 1e3:.2f}–"
+                       f"{r['q3_s'] * 1e3:.2f}) | {xa} | {xf} | {_fmt_bytes(r['state_bytes'])} | "
+                       f"{_fmt_bytes(r['min_bytes'])} | {_fmt_bytes(r['issued_bytes'])} | "
+                       f"{100 * r['bw_frac']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="lenet5,resnet18,resnet50", help="comma list: lenet5,resnet18,resnet50")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all optimizers")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per optimizer per round")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer before timing")
+    ap.add_argument("--optimizers", default="all", help="comma list of names, or 'all'")
+    ap.add_argument("--compiled", action="store_true", help="also time AMGT(compiled=True) (torch.compile)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--json", default=None, help="write the rows and machine info here")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    all_names = list(_optimizers(device, args.compiled))
+    names = all_names if args.optimizers == "all" else args.optimizers.split(",")
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        ap.error(f"unknown optimizers {unknown}; valid: {', '.join(all_names)}")
+    if args.compiled and "amgt-compiled" not in names:
+        names.append("amgt-compiled")
+    if "adam-fused" in names and device == "cpu" and not hasattr(torch, "_fused_adam_"):
+        names.remove("adam-fused")
+
+    info = machine()
+    info["device"] = device
+    info["bandwidth"] = copy_bandwidth(device)
+    info["command"] = " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))
+    rows = []
+    for size in args.sizes.split(","):
+        t0 = time.perf_counter()
+        rows += bench_size(size, device, args.rounds, args.steps, args.warmup, names, args.compiled,
+                           info["bandwidth"])
+        print(f"# {size}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(markdown(rows, info))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""``amgt-study``: run, resume and inspect optimizer studies; open the MLflow UI; build reports.
+
+Every command has ``--help``.  Errors are one clear line on stderr and a non-zero exit status
+(1: the study or a store is unusable; 2: a usage error, as click reports them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from .config import StudyConfigError, load_study
+
+__all__ = ["main", "cli"]
+
+
+def _fail(message: str, code: int = 1) -> "None":
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+    sys.stdout.flush()
+
+
+def _guard(fn):
+    """Turn the project's known errors into one line + exit 1 (tracebacks are for bugs only)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .runner import StudyRunError
+
+        try:
+            import tracking
+
+            store_error: type[BaseException] = tracking.TrackingStoreError
+        except ImportError:  # pragma: no cover
+            store_error = StudyRunError
+        try:
+            return fn(*args, **kwargs)
+        except (StudyConfigError, StudyRunError, store_error) as exc:
+            _fail(" ".join(str(exc).split()) if "\n" not in str(exc) else str(exc).splitlines()[0])
+        except KeyboardInterrupt:
+            _fail("interrupted; finish the study with `amgt-study resume NAME`", 130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="amgt-study")
+def cli() -> None:
+    """Optimizer studies (Optuna + Ray Tune) recorded in MLflow, and reports against the AMGT paper's claims.
+
+    \b
+    Stores (URLs, as MLflow/Optuna/Ray take them):
+      MLflow   --tracking-uri > the file's tracking_uri > MLFLOW_TRACKING_URI > sqlite:///mlflow.db
+      Optuna   --optuna-storage > the file's optuna_storage > AMGT_OPTUNA_STORAGE > optuna.db beside mlflow.db
+      Ray      the file's ray_address > RAY_ADDRESS > a local Ray
+    """
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--tracking-uri", help="MLflow tracking URI (sqlite:///..., postgresql+psycopg://..., http://...).")
+@click.option("--optuna-storage", help="Optuna storage URL (sqlite:///... or postgresql+psycopg://...).")
+@click.option("--name", help="Run the study under this name instead of the file's.")
+@click.option("--ray-address", help="Ray cluster address (default: the file's, then RAY_ADDRESS, then local).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a field of the file (dotted keys, YAML values), e.g. --set epochs=5 --set seeds=3.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; start and write nothing.")
+@_guard
+def run(file: str, tracking_uri: str | None, optuna_storage: str | None, name: str | None,
+        ray_address: str | None, sets: tuple[str, ...], dry_run: bool) -> None:
+    """Run the study in FILE (YAML); running it again finishes what is missing."""
+    from .runner import check_resources, describe_plan, local_resources, resolve_stores, run_study
+
+    cfg = load_study(file, sets=sets, name=name)
+    if dry_run:
+        stores = resolve_stores(cfg, tracking_uri, optuna_storage)
+        for line in describe_plan(cfg, stores):
+            _echo(line)
+        if not (ray_address or cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+            check_resources(cfg, local_resources())
+        _echo("dry run: nothing started, nothing written")
+        return
+    run_study(cfg, tracking_uri=tracking_uri, optuna_storage=optuna_storage, ray_address=ray_address, echo=_echo)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--ray-address", help="Ray cluster address (default: the saved study's, then RAY_ADDRESS, then local).")
+@_guard
+def resume(name: str, ray_address: str | None) -> None:
+    """Finish the study NAME started from this directory (same stores; only missing trials run)."""
+    from .runner import resume_study
+
+    resume_study(name, ray_address=ray_address, echo=_echo)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: the saved study's, then MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@_guard
+def status(name: str, tracking_uri: str | None) -> None:
+    """Trials planned / finished / diverged / failed / running per phase and optimizer, and the best so far."""
+    from .runner import study_status
+
+    for line in study_status(name, tracking_uri=tracking_uri):
+        _echo(line)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a field, as for `run`.")
+@_guard
+def validate(file: str, sets: tuple[str, ...]) -> None:
+    """Check the study FILE against the schema (fields, optimizers, benchmarks, search spaces).
+
+    Resources are checked against a cluster by `run` (and against this machine by `run --dry-run`)."""
+    cfg = load_study(file, sets=sets)
+    n_opt = len(cfg.optimizers)
+    _echo(f"ok: {file}: study {cfg.name} ({cfg.kind}, {cfg.benchmark}, {n_opt} optimizer{'s' * (n_opt != 1)}, "
+          f"phases {', '.join(cfg.phases)})")
+
+
+@cli.command("list")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@_guard
+def list_(tracking_uri: str | None) -> None:
+    """The studies in the tracking store, and those started from this directory."""
+    import tracking
+
+    from .runner import STATE_DIR
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    names: list[str] = []
+    if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].partition("?")[0]).exists()):
+        from tracking import query
+
+        tracking.check_tracking_store(uri)
+        names = query.list_studies(uri)
+    local = sorted(p.parent.name for p in (Path.cwd() / STATE_DIR).glob("*/study.yaml"))
+    if not names and not local:
+        _echo(f"no studies in {tracking.mask_uri(uri)} or in {Path.cwd() / STATE_DIR}")
+        return
+    for n in sorted(set(names) | set(local)):
+        where = [w for w, ok in (("mlflow", n in names), ("local", n in local)) if ok]
+        _echo(f"{n}\t({', '.join(where)})")
+
+
+@cli.command()
+@click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
+@_guard
+def ui(tracking_uri: str | None, port: int) -> None:
+    """Start the MLflow UI on the configured store, bound to localhost (127.0.0.1)."""
+    import tracking
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    if tracking.store_kind(uri) == "http":
+        _echo(f"the tracking store is an MLflow server: open {uri} in a browser")
+        return
+    tracking.check_tracking_store(uri)
+    exe = shutil.which("mlflow")
+    cmd = ([exe] if exe else [sys.executable, "-m", "mlflow"]) + [
+        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    root = tracking.default_artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    _echo(f"MLflow UI on http://127.0.0.1:{port} for {tracking.mask_uri(uri)} (Ctrl-C stops it)")
+    sys.exit(subprocess.call(cmd))
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the report files.")
+@click.option("--format", "formats", default="html,md,csv", show_default=True,
+              help="Comma-separated formats: html, md, csv.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@click.option("--optuna-storage", help="Optuna storage URL (for search-history plots).")
+@_guard
+def report(names: tuple[str, ...], out_dir: str, formats: str, tracking_uri: str | None,
+           optuna_storage: str | None) -> None:
+    """Build the robustness report of one or more studies (tables, plots, the paper's claims) from MLflow."""
+    wanted = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    bad = [f for f in wanted if f not in ("html", "md", "csv")]
+    if not wanted or bad:
+        _fail(f"--format: {', '.join(bad) or 'nothing given'} not allowed; use a comma-separated subset of html,md,csv", 2)
+    try:
+        from tracking.reports import build_report
+    except ImportError as exc:
+        _fail(f"reports are not available in this installation: tracking.reports.build_report cannot be imported ({exc})")
+    import tracking
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_tracking_store(uri)
+    if optuna_storage is None:
+        from .runner import STATE_DIR
+
+        for n in names:  # the study's own Optuna storage, when it was run from here
+            saved = Path.cwd() / STATE_DIR / n / "study.yaml"
+            if saved.is_file():
+                optuna_storage = load_study(saved).optuna_storage
+                break
+    try:
+        result = build_report(list(names), tracking_uri=uri, out_dir=out_dir, formats=wanted,
+                              optuna_storage=optuna_storage)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(" ".join(str(exc).split()))
+    for path in getattr(result, "paths", []) or []:
+        _echo(f"wrote {path}")
+    for item in getattr(result, "missing", []) or []:
+        _echo(f"not measured: {item}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``amgt-study``)."""
+    cli.main(args=argv, prog_name="amgt-study")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

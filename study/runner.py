@@ -1,0 +1,906 @@
+"""The study runner: Ray Tune runs the trials, Optuna proposes them, MLflow records them.
+
+Phases (names from tracking/schema.py ``PHASES``):
+
+* ``comparison``: ``search`` — for each optimizer, one ``ray.tune.Tuner`` driven by ``OptunaSearch``
+  over that optimizer's space with ``search.trials_per_optimizer`` trials (equal budget), one Optuna study
+  per (study, optimizer) named ``"<study>/<optimizer>"`` in the Optuna storage (optuna-dashboard can
+  browse it); then ``final`` — the best configuration of each optimizer re-run over ``seeds`` seeds.
+* ``sensitivity``: ``grid`` — a log grid of learning rates × optimizers × seeds (claim C10).
+* ``ablation``: ``ablation`` — each listed optimizer (AMGT, its single-mechanism-off variants, Adam)
+  with fixed hyperparameters × seeds (claim C9).
+* ``quadratic``: ``quadratic`` — the exact facts of the quadratic problems (claims C11–C13, logged as
+  ``quadratic_facts.json`` on the parent run) and the listed optimizers (× lr grid, × seeds) run on them.
+
+MLflow: the experiment (named after the study) is created once by the driver before any trial fans
+out; one parent run per (study, phase) holds the validated study file (``study.yaml``) and the fairness
+record (``fairness.json``: budget per optimizer, search-space dimensions, seeds); each trial is a nested
+child run written by the trial's worker (study/trainable.py).
+
+Resume (``amgt-study resume NAME`` or ``run`` again): every planned trial has a stable ``trial_key``.
+Grid phases skip keys that already have a FINISHED run.  The search phase counts the finished trials of
+each persisted Optuna study and launches only the remainder; trials left RUNNING by a killed driver are
+marked FAIL in Optuna (user attr ``interrupted``) and their MLflow runs FAILED (``close_stale_runs``) so
+they are neither counted nor duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import StudyConfig, StudyConfigError, dump_study, load_study
+from .spaces import grid_values, to_optuna_distributions
+from .trainable import OPTUNA_KEY, trial_function
+
+__all__ = [
+    "StudyRunError",
+    "Stores",
+    "resolve_stores",
+    "check_optuna_storage",
+    "check_resources",
+    "plan_trials",
+    "run_study",
+    "resume_study",
+    "study_state_dir",
+    "load_saved_study",
+    "study_status",
+    "DEFAULT_OPTUNA_STORAGE",
+    "OPTUNA_STORAGE_ENV",
+    "STATE_DIR",
+]
+
+DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
+OPTUNA_STORAGE_ENV = "AMGT_OPTUNA_STORAGE"
+STATE_DIR = ".amgt-study"   # <working dir>/.amgt-study/<study>/: study.yaml (for resume), ray/ (Tune results)
+_log = logging.getLogger(__name__)
+Echo = Callable[[str], None]
+
+
+class StudyRunError(RuntimeError):
+    """A study that cannot start or continue; the message is one line saying what to do."""
+
+
+# ---- stores ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where a study is recorded: the MLflow tracking URI and the Optuna storage URL (both resolved)."""
+
+    tracking_uri: str
+    optuna_storage: str
+
+
+def _normalise_sql_url(url: str, what: str) -> str:
+    url = url.strip()
+    if url.startswith("sqlite:///"):
+        path, sep, query = url[len("sqlite:///"):].partition("?")
+        return "sqlite:///" + str(Path(path).expanduser().absolute()) + sep + query
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        raise StudyRunError(f"{what} {url!r} is not a URL: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    if scheme in ("postgres", "postgresql"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None:
+            return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def resolve_stores(cfg: StudyConfig, tracking_uri: str | None = None, optuna_storage: str | None = None) -> Stores:
+    """Resolve the stores of a study.
+
+    Tracking URI: ``tracking_uri`` (CLI ``--tracking-uri``) > the file's ``tracking_uri`` >
+    ``MLFLOW_TRACKING_URI`` > ``sqlite:///mlflow.db`` (tracking.resolve_tracking_uri; SQLite paths made
+    absolute).  Optuna storage: ``optuna_storage`` > the file's > ``$AMGT_OPTUNA_STORAGE`` >
+    ``sqlite:///optuna.db`` beside the MLflow SQLite file (the working directory otherwise).
+
+    Raises:
+        StudyRunError: an unsupported URI.
+    """
+    import tracking
+
+    try:
+        uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking_uri)
+    except tracking.TrackingStoreError as exc:
+        raise StudyRunError(str(exc)) from None
+    storage = optuna_storage or cfg.optuna_storage or os.environ.get(OPTUNA_STORAGE_ENV)
+    if not storage:
+        if uri.startswith("sqlite:///"):
+            db = Path(uri[len("sqlite:///"):].partition("?")[0])
+            storage = f"sqlite:///{db.parent / 'optuna.db'}"
+        else:
+            storage = DEFAULT_OPTUNA_STORAGE
+    return Stores(uri, _normalise_sql_url(storage, "Optuna storage"))
+
+
+def check_optuna_storage(url: str, timeout: float = 5.0) -> None:
+    """Check that the Optuna storage answers (SQLite: its directory is writable; else ``SELECT 1``).
+
+    Raises:
+        StudyRunError: one line naming the URL and what to do.
+    """
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):].partition("?")[0])
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise StudyRunError(f"Optuna storage {url!r}: directory {str(path.parent)!r} is missing or not writable")
+        return
+    import sqlalchemy
+
+    import tracking
+
+    masked = tracking.mask_uri(url)
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": int(timeout)},
+                                          poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error is "unreachable" to the user
+        text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        raise StudyRunError(
+            f"Optuna storage {masked!r} is unreachable: {text}; start the database or fix --optuna-storage "
+            f"/ the study file's optuna_storage / ${OPTUNA_STORAGE_ENV}"
+        ) from None
+
+
+def check_stores(stores: Stores) -> None:
+    """Both stores reachable, before any trial starts (tracking.check_tracking_store + Optuna)."""
+    import tracking
+
+    try:
+        tracking.check_tracking_store(stores.tracking_uri)
+    except tracking.TrackingStoreError as exc:
+        raise StudyRunError(str(exc)) from None
+    check_optuna_storage(stores.optuna_storage)
+
+
+# ---- resources ---------------------------------------------------------------------------------------
+
+
+def check_resources(cfg: StudyConfig, totals: dict[str, float]) -> None:
+    """Refuse a per-trial request the cluster can never satisfy (Ray would wait forever).
+
+    Args:
+        totals: ``ray.cluster_resources()`` (or ``{"CPU": n, "GPU": m}`` of this machine).
+
+    Raises:
+        StudyConfigError: naming ``resources.gpus`` / ``resources.cpus``, what was asked and what exists.
+    """
+    gpus, cpus = float(totals.get("GPU", 0.0)), float(totals.get("CPU", 0.0))
+    if cfg.resources.gpus > gpus:
+        raise StudyConfigError(
+            f"study {cfg.name}: field resources.gpus: {cfg.resources.gpus:g} GPU(s) per trial requested but "
+            f"{'the Ray cluster' if cfg.ray_address or os.environ.get('RAY_ADDRESS') else 'this machine'} "
+            f"has {gpus:g}; lower it (fractions allowed) or run on a cluster with GPUs"
+        )
+    if cfg.resources.cpus > cpus:
+        raise StudyConfigError(
+            f"study {cfg.name}: field resources.cpus: {cfg.resources.cpus:g} CPU(s) per trial requested but "
+            f"only {cpus:g} exist"
+        )
+
+
+def local_resources() -> dict[str, float]:
+    """CPUs and CUDA GPUs of this machine (for ``--dry-run``/``validate``, which do not start Ray)."""
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001
+        gpus = 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+# ---- planning ---------------------------------------------------------------------------------------
+
+
+def _benchmark_defaults(name: str) -> dict[str, Any]:
+    from workers import get_benchmark
+
+    return dict(get_benchmark(name).defaults)
+
+
+def base_trial_config(cfg: StudyConfig) -> dict[str, Any]:
+    """The workers config keys every trial of the study shares (None left out: benchmark defaults apply)."""
+    bench = _benchmark_defaults(cfg.benchmarks[0])
+    data_dir = cfg.data_dir or os.environ.get("AMGT_DATA_DIR")
+    base = {
+        "epochs": cfg.epochs if cfg.epochs is not None else bench.get("epochs"),
+        "batch_size": cfg.batch_size if cfg.batch_size is not None else bench.get("batch_size"),
+        "max_steps": cfg.max_steps,
+        "val_fraction": cfg.val_fraction,
+        "target": cfg.target,
+        "evaluate_test": cfg.evaluate_test,
+        "device": cfg.device,
+        "data_dir": str(Path(data_dir).expanduser().absolute()) if data_dir else None,
+    }
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def plan_trials(cfg: StudyConfig, phase: str, best: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The planned trials of a grid phase (``final``, ``grid``, ``ablation``, ``quadratic``), in order.
+
+    Each is ``{"trial_key", "phase", "optimizer", "benchmark", "seed", "hparams"}`` (plus
+    ``source_trial`` for ``final``).  ``trial_key`` is stable across runs: resume skips finished keys.
+
+    Args:
+        best: for ``final``: ``{optimizer: {"hparams": ..., "number": optuna trial number}}``.
+    """
+    out: list[dict[str, Any]] = []
+    bench = cfg.benchmarks[0]
+
+    def add(key: str, entry, hparams: dict, seed: int, benchmark: str = bench, **extra) -> None:
+        out.append({"trial_key": f"{cfg.name}/{phase}/{key}/seed{seed}", "phase": phase,
+                    "optimizer": entry.name, "benchmark": benchmark, "seed": seed,
+                    "hparams": hparams, **extra})
+
+    for entry in cfg.optimizers:
+        if phase == "final":
+            chosen = (best or {}).get(entry.name)
+            if chosen is None:
+                continue
+            for seed in cfg.seed_values:
+                add(entry.name, entry, {**entry.hparams, **chosen["hparams"]}, seed, source_trial=chosen.get("number"))
+        elif phase == "grid":
+            for lr in cfg.sensitivity.values():
+                for seed in cfg.seed_values:
+                    add(f"{entry.name}/lr{_fmt(lr)}", entry, {**entry.hparams, "lr": lr}, seed)
+        elif phase == "ablation":
+            for seed in cfg.seed_values:
+                add(entry.name, entry, dict(entry.hparams), seed)
+        elif phase == "quadratic":
+            lrs = cfg.sensitivity.values() if cfg.sensitivity is not None else [None]
+            for b in cfg.benchmarks:
+                for lr in lrs:
+                    hp = dict(entry.hparams) if lr is None else {**entry.hparams, "lr": lr}
+                    key = f"{b}/{entry.name}" + ("" if lr is None else f"/lr{_fmt(lr)}")
+                    for seed in cfg.seed_values:
+                        add(key, entry, hp, seed, benchmark=b)
+        else:
+            raise ValueError(f"phase {phase!r} has no fixed plan")
+    return out
+
+
+def make_sampler(cfg: StudyConfig, space: dict, seed: int):
+    """The Optuna sampler named by ``search.sampler`` (TPE default; random, grid, QMC)."""
+    import optuna
+
+    s = cfg.search
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    grid = {name: grid_values(dim, s.grid_points) for name, dim in space.items()}
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+# ---- state on disk ---------------------------------------------------------------------------------
+
+
+def study_state_dir(name: str, workdir: str | Path | None = None) -> Path:
+    """``<workdir>/.amgt-study/<name>``: the saved study file (for ``resume``) and Ray Tune's results."""
+    return Path(workdir or Path.cwd()).absolute() / STATE_DIR / name
+
+
+def save_study(cfg: StudyConfig, stores: Stores, workdir: str | Path | None = None) -> Path:
+    """Write the validated study (stores resolved) to its state dir, for ``resume NAME``."""
+    d = study_state_dir(cfg.name, workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    resolved = cfg.model_copy(update={"tracking_uri": stores.tracking_uri, "optuna_storage": stores.optuna_storage})
+    (d / "study.yaml").write_text(dump_study(resolved))
+    return d / "study.yaml"
+
+
+def load_saved_study(name: str, workdir: str | Path | None = None) -> StudyConfig:
+    """The study saved by an earlier ``run`` in this working directory.
+
+    Raises:
+        StudyRunError: no saved study of that name (lists the saved ones).
+    """
+    path = study_state_dir(name, workdir) / "study.yaml"
+    if not path.is_file():
+        root = study_state_dir("x", workdir).parent
+        known = sorted(p.parent.name for p in root.glob("*/study.yaml")) if root.is_dir() else []
+        raise StudyRunError(
+            f"no study named {name!r} was run from {Path(workdir or Path.cwd()).absolute()} "
+            f"(known here: {', '.join(known) or 'none'}); run `amgt-study run FILE` first, from the same directory"
+        )
+    return load_study(path)
+
+
+# ---- Optuna helpers -----------------------------------------------------------------------------------
+
+
+def _optuna_study_name(cfg: StudyConfig, optimizer: str) -> str:
+    return f"{cfg.name}/{optimizer}"
+
+
+_STORAGES: dict[str, Any] = {}
+
+
+def _rdb_storage(url: str):
+    """One ``optuna.storages.RDBStorage`` per URL in this process (OptunaSearch needs a storage object)."""
+    import optuna
+
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url)
+    return _STORAGES[url]
+
+
+def _open_optuna_study(stores: Stores, name: str, mode: str, sampler=None):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name=name, storage=_rdb_storage(stores.optuna_storage), sampler=sampler,
+                               direction="maximize" if mode == "max" else "minimize", load_if_exists=True)
+
+
+def close_interrupted_optuna_trials(ostudy) -> int:
+    """Mark trials left RUNNING (by a killed driver) as FAIL with user attr ``interrupted``; returns the count."""
+    from optuna.trial import TrialState
+
+    storage = ostudy._storage  # Optuna's storage API: set_trial_* on a trial id
+    n = 0
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        n += 1
+    return n
+
+
+def counted_optuna_trials(ostudy) -> list:
+    """Trials that used the budget: COMPLETE, PRUNED, and FAIL unless interrupted (re-run on resume)."""
+    from optuna.trial import TrialState
+
+    return [t for t in ostudy.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))]
+
+
+def _make_searcher_cls():
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudyOptunaSearch(OptunaSearch):
+        """OptunaSearch that passes the Optuna trial number to the trial (for its MLflow tags and its
+        stable ``trial_key``) and records a non-finite metric (a diverged trial) as FAIL with user
+        attr ``diverged`` instead of leaving the trial RUNNING."""
+
+        def suggest(self, trial_id):
+            config = super().suggest(trial_id)
+            if isinstance(config, dict):
+                config = {**config, OPTUNA_KEY: self._ot_trials[trial_id].number}
+            return config
+
+        def on_trial_result(self, trial_id, result):
+            value = result.get(self.metric) if isinstance(self.metric, str) else None
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            value = (result or {}).get(self.metric) if isinstance(self.metric, str) else None
+            if trial_id in self._ot_trials and trial_id not in self._completed_trials and (
+                isinstance(value, (int, float)) and not math.isfinite(value)
+            ):
+                ot_trial = self._ot_trials[trial_id]
+                ot_trial.set_user_attr("diverged", True)
+                self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                return
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    return StudyOptunaSearch
+
+
+def best_configurations(cfg: StudyConfig, stores: Stores) -> dict[str, dict[str, Any]]:
+    """``{optimizer: {"hparams", "number", "value"}}``: each optimizer's best COMPLETE search trial
+    (optimizers with nothing to search use their fixed hparams)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    best = {}
+    for entry in cfg.optimizers:
+        if not entry.resolved_space():
+            best[entry.name] = {"hparams": {}, "number": None, "value": None}
+            continue
+        try:
+            ostudy = optuna.load_study(study_name=_optuna_study_name(cfg, entry.name), storage=stores.optuna_storage)
+        except KeyError:
+            continue
+        done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            continue
+        t = ostudy.best_trial
+        best[entry.name] = {"hparams": dict(t.params), "number": t.number, "value": t.value}
+    return best
+
+
+# ---- progress -------------------------------------------------------------------------------------------
+
+
+def _progress_callback_cls():
+    from ray import tune
+
+    class StudyProgress(tune.Callback):
+        """Prints trials done/running/failed per optimizer as they change, and closes an MLflow run a
+        trial left RUNNING (worker killed, or stopped early by the scheduler)."""
+
+        def __init__(self, study: str, phase: str, planned: dict[str, int], done: dict[str, int],
+                     ctx: dict[str, Any], echo: Echo):
+            self.study, self.phase, self.ctx, self.echo = study, phase, ctx, echo
+            self.planned = dict(planned)
+            self.done = dict(done)
+            self.running = {k: 0 for k in planned}
+            self.failed = {k: 0 for k in planned}
+            self.retries = {k: 0 for k in planned}
+
+        def _key(self, trial) -> tuple[str, str | None]:
+            cfg = trial.config or {}
+            if "trial" in cfg:
+                return cfg["trial"]["optimizer"], cfg["trial"]["trial_key"]
+            opt = self.ctx.get("optimizer", "?")
+            num = cfg.get(OPTUNA_KEY)
+            return opt, (f"{self.study}/search/{opt}/{num}" if num is not None else None)
+
+        def _line(self, opt: str, event: str) -> None:
+            self.echo(f"[{self.study} {self.phase}] {opt}: {self.done.get(opt, 0)}/{self.planned.get(opt, 0)} done, "
+                      f"{self.running.get(opt, 0)} running, {self.failed.get(opt, 0)} failed"
+                      + (f", {self.retries[opt]} retried" if self.retries.get(opt) else "") + f"  ({event})")
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            opt, _ = self._key(trial)
+            self.running[opt] = self.running.get(opt, 0) + 1
+            self._line(opt, f"started {trial.trial_id}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            opt, key = self._key(trial)
+            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
+            self.done[opt] = self.done.get(opt, 0) + 1
+            if key:
+                _close_running(self.ctx, key, failed=False, reason="stopped early by the scheduler")
+            self._line(opt, f"finished {trial.trial_id}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            opt, key = self._key(trial)
+            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
+            self.failed[opt] = self.failed.get(opt, 0) + 1
+            if key:
+                _close_running(self.ctx, key, failed=True, reason=_trial_error_text(trial))
+            self._line(opt, f"failed {trial.trial_id}")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            opt, key = self._key(trial)
+            self.retries[opt] = self.retries.get(opt, 0) + 1
+            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
+            if key:
+                _close_running(self.ctx, key, failed=True, reason=_trial_error_text(trial))
+            self._line(opt, f"retrying {trial.trial_id}")
+
+    return StudyProgress
+
+
+def _trial_error_text(trial) -> str:
+    try:
+        err = trial.get_error()
+    except Exception:  # noqa: BLE001
+        err = None
+    return f"Ray Tune trial {trial.trial_id} failed: {err}" if err else f"Ray Tune trial {trial.trial_id} failed (worker lost)"
+
+
+def _close_running(ctx: dict[str, Any], trial_key: str, *, failed: bool, reason: str) -> None:
+    """End MLflow runs of ``trial_key`` still RUNNING: FAILED with ``reason`` or FINISHED + early_stopped."""
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    from .trainable import TAG_EARLY_STOPPED
+
+    try:
+        client = get_client(ctx["tracking_uri"])
+        flt = f"tags.{schema.TAG_TRIAL_KEY} = {_quote(trial_key)} and attributes.status = 'RUNNING'"
+        for run in search_all_runs(client, [ctx["experiment_id"]], flt):
+            if failed:
+                client.set_tag(run.info.run_id, schema.TAG_OUTCOME, "failed")
+                client.set_tag(run.info.run_id, schema.TAG_ERROR, reason[:8000])
+                client.set_terminated(run.info.run_id, status="FAILED")
+            else:
+                client.set_tag(run.info.run_id, schema.TAG_OUTCOME, "completed")
+                client.set_tag(run.info.run_id, TAG_EARLY_STOPPED, "true")
+                client.set_terminated(run.info.run_id, status="FINISHED")
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the study
+        _log.warning("could not close the MLflow run of %s: %s", trial_key, exc)
+
+
+# ---- running -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseSummary:
+    phase: str
+    planned: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, int] = field(default_factory=dict)
+    launched: int = 0
+
+
+def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
+    """``ray.init`` unless already initialised: the file's/CLI address, else RAY_ADDRESS, else local."""
+    import ray
+
+    # Ray Tune's own progress tables are replaced by StudyProgress's lines (verbose=0 + the legacy reporter).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return False
+    address = ray_address or cfg.ray_address  # None: ray.init honours RAY_ADDRESS, else starts a local Ray
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StudyRunError(f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')!r}: {exc}") from None
+    return True
+
+
+def _run_tuner(trainable, *, name: str, storage: Path, tune_config, callbacks, max_failures: int,
+               param_space: dict | None = None):
+    from ray import tune
+
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=str(storage),
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        verbose=0,
+        callbacks=callbacks,
+    )
+    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    return tuner.fit()
+
+
+def _finished_keys(ctx: dict[str, Any], phase: str) -> set[str]:
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    client = get_client(ctx["tracking_uri"])
+    flt = (f"tags.{schema.TAG_STUDY} = {_quote(ctx['study'])} and tags.{schema.TAG_PHASE} = {_quote(phase)} "
+           f"and tags.{schema.TAG_ROLE} = '{schema.ROLE_TRIAL}' and attributes.status = 'FINISHED'")
+    return {r.data.tags.get(schema.TAG_TRIAL_KEY) for r in search_all_runs(client, [ctx["experiment_id"]], flt)}
+
+
+def _trainable(cfg: StudyConfig, ctx: dict[str, Any]):
+    from ray import tune
+
+    resources = {"cpu": cfg.resources.cpus, "gpu": cfg.resources.gpus}
+    return tune.with_resources(tune.with_parameters(trial_function, ctx=ctx), resources)
+
+
+def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
+                summary: PhaseSummary) -> None:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = cfg.search
+    searcher_cls = _make_searcher_cls()
+    for entry in cfg.optimizers:
+        space = entry.resolved_space()
+        summary.planned[entry.name] = s.trials_per_optimizer if space else 0
+        if not space:
+            echo(f"[{cfg.name} search] {entry.name}: nothing to search (all hyperparameters fixed); final uses "
+                 f"{entry.hparams}")
+            summary.finished[entry.name] = 0
+            continue
+        name = _optuna_study_name(cfg, entry.name)
+        ostudy = _open_optuna_study(stores, name, s.mode)
+        interrupted = close_interrupted_optuna_trials(ostudy)
+        done = len(counted_optuna_trials(ostudy))
+        remaining = s.trials_per_optimizer - done
+        if interrupted:
+            echo(f"[{cfg.name} search] {entry.name}: {interrupted} interrupted Optuna trial(s) marked FAIL")
+        if remaining <= 0:
+            echo(f"[{cfg.name} search] {entry.name}: {done}/{s.trials_per_optimizer} trials already done")
+            summary.finished[entry.name] = done
+            continue
+        # A different sampler seed on resume, so the resumed sampler does not replay the first proposals.
+        sampler = make_sampler(cfg, space, seed=s.seed + done)
+        searcher = searcher_cls(space=to_optuna_distributions(space), metric=s.metric, mode=s.mode,
+                                sampler=sampler, study_name=name, storage=_rdb_storage(stores.optuna_storage))
+        scheduler = None
+        if s.early_stopping is not None:
+            scheduler = ASHAScheduler(time_attr="training_iteration", metric=s.metric, mode=s.mode,
+                                      max_t=int(ctx["base"]["epochs"]),
+                                      grace_period=s.early_stopping.grace_period,
+                                      reduction_factor=s.early_stopping.reduction_factor)
+        octx = {**ctx, "optimizer": entry.name, "benchmark": cfg.benchmarks[0], "search_seed": cfg.seed_start,
+                "fixed_hparams": dict(entry.hparams), "optuna_study_name": name}
+        progress = _progress_callback_cls()(cfg.name, "search", {entry.name: s.trials_per_optimizer},
+                                            {entry.name: done}, octx, echo)
+        echo(f"[{cfg.name} search] {entry.name}: launching {remaining} trial(s) "
+             f"({done} done before; sampler {s.sampler}; space {', '.join(f'{k} {v.describe()}' for k, v in space.items())})")
+        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                      num_samples=remaining, max_concurrent_trials=cfg.max_concurrent_trials,
+                                      reuse_actors=True)
+        _run_tuner(_trainable(cfg, octx), name=f"search-{entry.name}-{_stamp()}", storage=run_dir,
+                   tune_config=tune_config, callbacks=[progress], max_failures=cfg.max_failures)
+        summary.launched += remaining
+        ostudy = _open_optuna_study(stores, name, s.mode)
+        summary.finished[entry.name] = len(counted_optuna_trials(ostudy))
+
+
+def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], run_dir: Path,
+                 echo: Echo, summary: PhaseSummary) -> None:
+    from ray import tune
+
+    finished = _finished_keys(ctx, phase)
+    pending = [p for p in planned if p["trial_key"] not in finished]
+    by_opt: dict[str, int] = {}
+    done: dict[str, int] = {}
+    for p in planned:
+        by_opt[p["optimizer"]] = by_opt.get(p["optimizer"], 0) + 1
+        done.setdefault(p["optimizer"], 0)
+        if p["trial_key"] in finished:
+            done[p["optimizer"]] += 1
+    summary.planned.update(by_opt)
+    if not pending:
+        echo(f"[{cfg.name} {phase}] all {len(planned)} planned trials already finished")
+        summary.finished.update(done)
+        return
+    echo(f"[{cfg.name} {phase}] launching {len(pending)} of {len(planned)} planned trials")
+    progress = _progress_callback_cls()(cfg.name, phase, by_opt, done, ctx, echo)
+    tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=cfg.max_concurrent_trials,
+                                  reuse_actors=True)
+    _run_tuner(_trainable(cfg, ctx), name=f"{phase}-{_stamp()}", storage=run_dir, tune_config=tune_config,
+               callbacks=[progress], max_failures=cfg.max_failures,
+               param_space={"trial": tune.grid_search(pending)})
+    summary.launched += len(pending)
+    finished = _finished_keys(ctx, phase)
+    for opt in by_opt:
+        summary.finished[opt] = sum(1 for p in planned if p["optimizer"] == opt and p["trial_key"] in finished)
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+
+
+def _parent_params(cfg: StudyConfig, base: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "benchmark": cfg.benchmark, "epochs": base.get("epochs"), "batch_size": base.get("batch_size"),
+        "max_steps": cfg.max_steps, "seeds": cfg.seeds, "seed_start": cfg.seed_start,
+        "optimizers": ",".join(o.name for o in cfg.optimizers),
+        "cpus_per_trial": cfg.resources.cpus, "gpus_per_trial": cfg.resources.gpus,
+        "max_failures": cfg.max_failures,
+    }
+    if cfg.search is not None:
+        params.update({"sampler": cfg.search.sampler, "trials_per_optimizer": cfg.search.trials_per_optimizer,
+                       "metric": cfg.search.metric, "mode": cfg.search.mode,
+                       "early_stopping": cfg.search.early_stopping.type if cfg.search.early_stopping else "none"})
+    if cfg.sensitivity is not None:
+        params["lr_grid"] = ",".join(_fmt(v) for v in cfg.sensitivity.values())
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _quadratic_facts(cfg: StudyConfig) -> dict[str, Any] | None:
+    try:
+        from workers import quadratic
+    except ImportError:
+        return None
+    facts_fn = getattr(quadratic, "study_facts", None)
+    if facts_fn is None:
+        return None
+    return facts_fn()
+
+
+def describe_plan(cfg: StudyConfig, stores: Stores | None = None) -> list[str]:
+    """Human-readable lines: what ``run`` would do (for ``--dry-run``)."""
+    lines = [f"study {cfg.name} ({cfg.kind}) on {cfg.benchmark}: phases {', '.join(cfg.phases)}"]
+    base = base_trial_config(cfg)
+    lines.append(f"  epochs {base.get('epochs')}, batch_size {base.get('batch_size')}, max_steps {cfg.max_steps}, "
+                 f"seeds {cfg.seed_values}")
+    total = 0
+    if cfg.kind == "comparison":
+        s = cfg.search
+        lines.append(f"  search: sampler {s.sampler}, {s.trials_per_optimizer} trials per optimizer, "
+                     f"metric {s.metric} ({s.mode}), early stopping {s.early_stopping.type if s.early_stopping else 'none'}")
+        for entry in cfg.optimizers:
+            space = entry.resolved_space()
+            n = s.trials_per_optimizer if space else 0
+            total += n + cfg.seeds
+            dims = ", ".join(f"{k} {v.describe()}" for k, v in space.items()) or "nothing (fixed)"
+            lines.append(f"  - {entry.name}: search {dims}; fixed {entry.hparams or '{}'}; "
+                         f"{n} search + {cfg.seeds} final trials")
+    else:
+        planned = plan_trials(cfg, cfg.phases[0])
+        total = len(planned)
+        for entry in cfg.optimizers:
+            n = sum(1 for p in planned if p["optimizer"] == entry.name)
+            lines.append(f"  - {entry.name}: fixed {entry.hparams or '{}'}; {n} trials")
+        if cfg.sensitivity is not None:
+            lines.append(f"  lr grid: {', '.join(_fmt(v) for v in cfg.sensitivity.values())}")
+    lines.append(f"  resources per trial: {cfg.resources.cpus:g} CPU, {cfg.resources.gpus:g} GPU; "
+                 f"max concurrent {cfg.max_concurrent_trials or 'as resources allow'}; max failures {cfg.max_failures}")
+    if stores is not None:
+        import tracking
+
+        lines.append(f"  MLflow: {tracking.mask_uri(stores.tracking_uri)}; Optuna: {tracking.mask_uri(stores.optuna_storage)}")
+    lines.append(f"  total planned trials: {total}")
+    return lines
+
+
+def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_storage: str | None = None,
+              ray_address: str | None = None, workdir: str | Path | None = None,
+              echo: Echo = print) -> dict[str, PhaseSummary]:
+    """Run (or finish) a study: every phase of its kind, every trial recorded in MLflow.
+
+    Order: resolve and check the stores and the Ray cluster's resources (errors here write nothing),
+    save the study for ``resume``, create the experiment, then per phase open the parent run and run
+    the trials.  Running it again (or :func:`resume_study`) launches only what is missing.
+
+    Returns:
+        ``{phase: PhaseSummary}`` (trials planned and finished per optimizer, trials launched now).
+
+    Raises:
+        StudyConfigError: resources the cluster does not have.  StudyRunError: unreachable store or Ray.
+    """
+    import ray
+
+    import tracking
+
+    stores = resolve_stores(cfg, tracking_uri, optuna_storage)
+    check_stores(stores)
+    started_ray = _ensure_ray(cfg, ray_address)
+    try:
+        check_resources(cfg, ray.cluster_resources())
+        state = save_study(cfg, stores, workdir)
+        run_dir = state.parent / "ray"
+        base = base_trial_config(cfg)
+        experiment_id = tracking.get_or_create_experiment(cfg.name, stores.tracking_uri)
+        closed = tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id)
+        if closed:
+            echo(f"[{cfg.name}] {len(closed)} run(s) left RUNNING by an earlier driver closed as FAILED")
+        ctx: dict[str, Any] = {
+            "study": cfg.name, "kind": cfg.kind, "tracking_uri": stores.tracking_uri,
+            "experiment_id": experiment_id, "parent_runs": {}, "base": base, "git_sha": tracking.git_sha(),
+        }
+        provenance = tracking.provenance_tags(include_device=False)
+        artifacts = {"study.yaml": dump_study(cfg), "fairness.json": cfg.fairness()}
+        results: dict[str, PhaseSummary] = {}
+        t0 = time.time()
+        for phase in cfg.phases:
+            phase_artifacts = dict(artifacts)
+            if phase == "quadratic":
+                facts = _quadratic_facts(cfg)
+                if facts is not None:
+                    phase_artifacts["quadratic_facts.json"] = facts
+            parent = tracking.start_parent_run(
+                stores.tracking_uri, experiment_id, study=cfg.name, phase=phase, kind=cfg.kind,
+                params=_parent_params(cfg, base), tags={**provenance, "optuna_storage": tracking.mask_uri(stores.optuna_storage)},
+                artifacts=phase_artifacts,
+            )
+            ctx["parent_runs"][phase] = parent
+            summary = PhaseSummary(phase)
+            try:
+                if phase == "search":
+                    _run_search(cfg, ctx, stores, run_dir, echo, summary)
+                elif phase == "final":
+                    best = best_configurations(cfg, stores)
+                    tracking.log_artifacts(stores.tracking_uri, parent, {"best_configurations.json": best})
+                    missing = [o.name for o in cfg.optimizers if o.name not in best]
+                    if missing:
+                        echo(f"[{cfg.name} final] no completed search trial for {', '.join(missing)}: not re-run")
+                    _run_planned(cfg, phase, plan_trials(cfg, phase, best), ctx, run_dir, echo, summary)
+                else:
+                    _run_planned(cfg, phase, plan_trials(cfg, phase), ctx, run_dir, echo, summary)
+            except KeyboardInterrupt:
+                tracking.end_parent_run(stores.tracking_uri, parent, "KILLED", error="interrupted (Ctrl-C)")
+                raise
+            except BaseException as exc:
+                tracking.end_parent_run(stores.tracking_uri, parent, "FAILED", error=f"{type(exc).__name__}: {exc}")
+                raise
+            tracking.end_parent_run(stores.tracking_uri, parent, "FINISHED")
+            results[phase] = summary
+            echo(f"[{cfg.name} {phase}] finished: " + ", ".join(
+                f"{k} {summary.finished.get(k, 0)}/{v}" for k, v in summary.planned.items()))
+        echo(f"[{cfg.name}] done in {time.time() - t0:.0f} s; MLflow: {tracking.mask_uri(stores.tracking_uri)} "
+             f"(experiment {cfg.name}); Optuna: {tracking.mask_uri(stores.optuna_storage)}")
+        return results
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def resume_study(name: str, *, workdir: str | Path | None = None, ray_address: str | None = None,
+                 echo: Echo = print) -> dict[str, PhaseSummary]:
+    """Finish the study ``name`` saved by an earlier ``run`` in ``workdir`` (same stores)."""
+    cfg = load_saved_study(name, workdir)
+    return run_study(cfg, ray_address=ray_address, workdir=workdir, echo=echo)
+
+
+def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | Path | None = None) -> list[str]:
+    """Lines describing a study's progress: per phase and optimizer, planned vs finished/diverged/failed/running
+    runs (from MLflow), and each optimizer's Optuna trials and best value.
+
+    Raises:
+        StudyRunError: the study is unknown to both the working directory and the tracking store.
+    """
+    import tracking
+    from tracking import query, schema
+
+    cfg: StudyConfig | None
+    try:
+        cfg = load_saved_study(name, workdir)
+    except StudyRunError:
+        cfg = None
+    uri = tracking.resolve_tracking_uri(tracking_uri or (cfg.tracking_uri if cfg else None))
+    try:
+        runs = query.load_runs(uri, name, role=schema.ROLE_TRIAL)
+    except query.UnknownStudyError as exc:
+        if cfg is None:
+            raise StudyRunError(str(exc)) from None
+        runs = None
+    lines = [f"study {name}" + (f" ({cfg.kind} on {cfg.benchmark})" if cfg else "") + f"; MLflow {tracking.mask_uri(uri)}"]
+    planned: dict[tuple[str, str], int] = {}
+    if cfg is not None:
+        for phase in cfg.phases:
+            for entry in cfg.optimizers:
+                if phase == "search":
+                    planned[(phase, entry.name)] = cfg.search.trials_per_optimizer if entry.resolved_space() else 0
+                elif phase == "final":
+                    planned[(phase, entry.name)] = cfg.seeds
+                else:
+                    planned[(phase, entry.name)] = sum(1 for p in plan_trials(cfg, phase) if p["optimizer"] == entry.name)
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    if runs is not None and len(runs):
+        tag = lambda c: f"tags.{c}"  # noqa: E731
+        for _, row in runs.iterrows():
+            key = (row.get(tag(schema.TAG_PHASE)), row.get(tag(schema.TAG_OPTIMIZER)))
+            c = counts.setdefault(key, {"finished": 0, "diverged": 0, "failed": 0, "running": 0})
+            if row["status"] == "RUNNING":
+                c["running"] += 1
+            elif row["status"] == "FINISHED":
+                c["finished"] += 1
+                if row.get(tag(schema.TAG_OUTCOME)) == "diverged":
+                    c["diverged"] += 1
+            else:
+                c["failed"] += 1
+    keys = list(planned) + [k for k in counts if k not in planned]
+    lines.append(f"  {'phase':<10} {'optimizer':<18} {'planned':>7} {'finished':>8} {'diverged':>8} {'failed':>6} {'running':>7}")
+    for key in keys:
+        c = counts.get(key, {"finished": 0, "diverged": 0, "failed": 0, "running": 0})
+        p = planned.get(key)
+        lines.append(f"  {str(key[0]):<10} {str(key[1]):<18} {('-' if p is None else p):>7} {c['finished']:>8} "
+                     f"{c['diverged']:>8} {c['failed']:>6} {c['running']:>7}")
+    if cfg is not None and cfg.kind == "comparison":
+        stores = resolve_stores(cfg)
+        try:
+            best = best_configurations(cfg, stores)
+        except Exception as exc:  # noqa: BLE001 - status must still print what it can
+            best = {}
+            lines.append(f"  (Optuna storage not readable: {exc})")
+        for opt, b in best.items():
+            if b.get("number") is not None:
+                hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["hparams"].items())
+                lines.append(f"  best {opt}: {cfg.search.metric}={b['value']:.4g} (Optuna trial {b['number']}; {hp})")
+    return lines
+
+
+def _json_default(o: Any) -> Any:  # pragma: no cover - used in debug dumps
+    return str(o)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the amgt-study command")
