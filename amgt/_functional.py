@@ -2,8 +2,8 @@
 
 The class :class:`amgt.AMGT` owns the state and calls :func:`amgt_update`. The math follows
 ``docs/algorithm.md`` (our precise reading of Laisin et al. 2025, "A Mathematically Modified Adam
-Algorithm", sections "Adaptive Momentum Adjustment", "Momentum Thresholding" and "Diminishing Step
-Size"). Where the mechanisms are switched off (``gamma == 0``, ``tau == 0``, ``lr_decay == 0``) the
+Algorithm", sections "Adaptive Momentum Adjustment", "Dynamic Learning Rate Schedule", "Experimental
+Setup"). Where the mechanisms are switched off (``gamma == 0``, ``tau == 0``, ``lr_decay == 0``) the
 operations are exactly those of ``torch.optim.Adam`` (torch 2.x, non-capturable), in the same order, so
 the two agree to float32 round-off.
 """
@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["amgt_update", "state_dtype", "Diagnostics"]
+__all__ = ["amgt_update", "state_dtype", "Diagnostics", "Workspace"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -101,28 +101,57 @@ class _Coefficients:
             self.den_shift = max(eps * eps * self.bc2, torch.finfo(dtype).tiny)
 
 
-def _variance_weight(exp_avg: Tensor, exp_avg_sq: Tensor, c: _Coefficients, gamma: float, variance: str) -> Tensor:
+class Workspace:
+    """Scratch buffers reused across tensors and steps by the per-tensor loop (three per device and dtype,
+    each as large as the largest tensor seen).
+
+    Why: on CPU, large temporaries are returned to the OS when freed and page-faulted back in on the next
+    allocation, which costs about as much as the arithmetic; reusing three buffers removes that (and keeps
+    small tensors' temporaries in cache). Not part of the optimizer state (never saved).
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple, list[Tensor]] = {}
+
+    def get(self, like: Tensor) -> list[Tensor]:
+        """Three scratch tensors with ``like``'s shape, dtype and device (contents undefined)."""
+        key = (like.device, like.dtype)
+        n = like.numel()
+        bufs = self._bufs.get(key)
+        if bufs is None or bufs[0].numel() < n:
+            bufs = self._bufs[key] = [torch.empty(n, dtype=like.dtype, device=like.device) for _ in range(3)]
+        return [b[:n].view(like.shape) for b in bufs]
+
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for bufs in self._bufs.values() for b in bufs)
+
+
+def _variance_weight(exp_avg: Tensor, exp_avg_sq: Tensor, c: _Coefficients, gamma: float, variance: str,
+                     out: tuple[Tensor, Tensor]) -> Tensor:
     """λ_t = 1 / (1 + γ·ρ) from the moments before this step's momentum update (v already updated).
 
-    ρ = σ² / (v̂ + ε²) ("relative") or σ² ("absolute"), σ² = max(v̂ - m̂_prev², 0). Five elementwise passes
-    for "relative": σ²·bc2, clamp, v + ε²·bc2, that + γ·σ²·bc2, and the quotient λ = den / (den + γ·num).
+    ρ = σ² / (v̂ + ε²) ("relative") or σ² ("absolute"), σ² = max(v̂ - m̂_prev², 0). With
+    num = σ²·bc2 = max(v - var_scale·m², 0) and den = (v̂ + ε²)·bc2 = v + den_shift, "relative" is
+    λ = den / (den + γ·num): five elementwise passes. Writes into ``out`` (two scratch tensors).
     """
-    num = torch.addcmul(exp_avg_sq, exp_avg, exp_avg, value=-c.var_scale).clamp_min_(0)
+    num = torch.addcmul(exp_avg_sq, exp_avg, exp_avg, value=-c.var_scale, out=out[0]).clamp_min_(0)
     if variance == "relative":
-        den = exp_avg_sq.add(c.den_shift)
-        return den.div_(torch.add(den, num, alpha=gamma))
+        den = torch.add(exp_avg_sq, c.den_shift, out=out[1])
+        torch.add(den, num, alpha=gamma, out=num)
+        return den.div_(num)
     return num.mul_(gamma / c.bc2).add_(1).reciprocal_()
 
 
-def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float) -> Tensor:
+def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float,
+                      scratch: Tensor) -> Tensor:
     """Per-tensor thresholding of ``u`` and the parameter update ``param += alpha·u·mask``.
 
     θ = τ·||u||₂/sqrt(n), mask = |u| ≥ θ. With ``residual`` (which then already holds u: r + update), the
-    suppressed part u·(1-mask) stays in it. The mask is a float 0/1 tensor (on CPU, bool tensors take slow
-    kernels). Returns the number of kept elements as a 0-d tensor (no host read).
+    suppressed part u·(1-mask) stays in it. The mask is a float 0/1 tensor in ``scratch`` (on CPU, bool
+    tensors take slow kernels). Returns the number of kept elements as a 0-d tensor (no host read).
     """
     theta = torch.linalg.vector_norm(u) * (tau / math.sqrt(u.numel()))
-    keep = u.abs().ge_(theta)
+    keep = torch.abs(u, out=scratch).ge_(theta)
     kept = keep.sum()
     applied = keep.mul_(u)
     if residual is not None:
@@ -134,17 +163,23 @@ def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau:
 def _single_tensor_amgt(
     params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, *, lr, beta1, beta2, eps,
     weight_decay, decoupled_weight_decay, gamma, tau, lr_decay, variance, maximize, diagnostics,
+    workspace=None,
 ):
+    workspace = workspace if workspace is not None else Workspace()
     for i, param in enumerate(params):
-        grad = grads[i] if not maximize else -grads[i]
+        grad = grads[i]
         exp_avg, exp_avg_sq, residual, step_t = exp_avgs[i], exp_avg_sqs[i], residuals[i], state_steps[i]
         if torch.is_complex(param):
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             exp_avg, exp_avg_sq = torch.view_as_real(exp_avg), torch.view_as_real(exp_avg_sq)
             if residual is not None:
                 residual = torch.view_as_real(residual)
-        if grad.dtype != exp_avg.dtype:
-            grad = grad.to(exp_avg.dtype)
+        s0, s1, s2 = workspace.get(exp_avg)
+        # The caller's .grad is never written: sign, dtype and L2 changes go to scratch s2.
+        if maximize:
+            grad = torch.neg(grad, out=s2) if grad.dtype == s2.dtype else s2.copy_(grad).neg_()
+        elif grad.dtype != exp_avg.dtype:
+            grad = s2.copy_(grad)
 
         step_t += 1
         c = _Coefficients(_value(step_t), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
@@ -154,12 +189,12 @@ def _single_tensor_amgt(
             if decoupled_weight_decay:
                 param.mul_(1 - c.lr_t * weight_decay)
             else:
-                grad = grad.add(param, alpha=weight_decay)
+                grad = torch.add(grad, param, alpha=weight_decay, out=s2)
 
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
         if gamma != 0 and not c.first:
-            lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance)
+            lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance, (s0, s1))
             exp_avg.mul_(beta1).addcmul_(grad, lam, value=1 - beta1)
             if diagnostics is not None:
                 diagnostics.add_lambda(lam.sum(), lam.numel(), lam.device)
@@ -170,19 +205,19 @@ def _single_tensor_amgt(
 
         if tau == 0 or param.numel() == 0:
             # exactly torch.optim.Adam's operations (non-capturable path)
-            denom = (exp_avg_sq.sqrt() / c.bc2**0.5).add_(eps)
+            denom = torch.sqrt(exp_avg_sq, out=s0).div_(c.bc2**0.5).add_(eps)
             param.addcdiv_(exp_avg, denom, value=-c.lr_t / c.bc1)
             continue
         # u = m̂ / (sqrt(v̂) + ε) = (sqrt(bc2)/bc1)·m / (sqrt(v) + ε·sqrt(bc2)): one pass fewer than Adam's form
         sqrt_bc2 = c.bc2**0.5
-        denom = exp_avg_sq.sqrt().add_(eps * sqrt_bc2)
+        denom = torch.sqrt(exp_avg_sq, out=s0).add_(eps * sqrt_bc2)
         if residual is not None:
             u = residual.addcdiv_(exp_avg, denom, value=sqrt_bc2 / c.bc1)
             alpha = -c.lr_t
         else:  # the mask is scale-free: fold the bias correction into the step
-            u = exp_avg.div(denom)
+            u = torch.div(exp_avg, denom, out=s1)
             alpha = -c.lr_t * sqrt_bc2 / c.bc1
-        kept = _threshold_apply_(param, u, residual, tau, alpha)
+        kept = _threshold_apply_(param, u, residual, tau, alpha, s0)
         if diagnostics is not None:
             diagnostics.add_suppressed(u.numel() - kept, u.numel(), u.device)
 
@@ -286,6 +321,95 @@ def _multi_tensor_amgt(
             diagnostics.add_suppressed(numel - kept, numel, device)
 
 
+def _tensor_step_for_compile(p, g, m, v, r, coef, *, beta1: float, beta2: float, eps: float,
+                             weight_decay: float, decoupled: bool, use_gamma: bool, relative: bool, tau: float,
+                             maximize: bool):
+    """One AMGT step of one flattened tensor, written for ``torch.compile`` (one fused kernel per pass).
+
+    ``coef`` (float64, on the tensors' device): [η_t, var_scale, den_shift, sqrt(bc2), γ_t, sqrt(bc2)/bc1,
+    1/sqrt(n)], with γ_t = 0 at t = 1 (λ_1 = 1) and γ_t = γ/bc2 for ``variance="absolute"``. Step-dependent
+    numbers travel in this tensor so that a new step does not recompile. Returns (kept count, Σλ).
+    """
+    g = g.to(m.dtype)
+    if maximize:
+        g = -g
+    lr_t = coef[0]
+    if weight_decay != 0:
+        if decoupled:
+            p.mul_(1 - lr_t * weight_decay)
+        else:
+            g = g + weight_decay * p.to(m.dtype)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if use_gamma:
+        num = (v - coef[1] * m * m).clamp_min(0)
+        if relative:
+            den = v + coef[2]
+            lam = den / (den + coef[4] * num)
+        else:
+            lam = 1 / (1 + coef[4] * num)
+        m.mul_(beta1).add_((1 - beta1) * lam * g)
+        lam_sum = lam.sum(dtype=torch.float64)
+    else:
+        m.lerp_(g, 1 - beta1)
+        lam_sum = torch.zeros((), dtype=torch.float64, device=m.device) + m.numel()
+    denom = v.sqrt() + eps * coef[3]
+    if tau == 0:
+        p.copy_((p.to(m.dtype) - (lr_t * coef[5]) * m / denom).to(p.dtype))
+        return torch.zeros((), dtype=torch.float64, device=m.device) + m.numel(), lam_sum
+    u = coef[5] * m / denom
+    if r is not None:
+        u = u + r
+    theta = torch.linalg.vector_norm(u) * (tau * coef[6])
+    keep = u.abs() >= theta
+    applied = torch.where(keep, u, torch.zeros_like(u))
+    if r is not None:
+        r.copy_(u - applied)
+    p.copy_((p.to(m.dtype) - lr_t * applied).to(p.dtype))
+    return keep.sum(dtype=torch.float64), lam_sum
+
+
+_COMPILED_STEP = None
+
+
+def _compiled_step():
+    global _COMPILED_STEP
+    if _COMPILED_STEP is None:
+        _COMPILED_STEP = torch.compile(_tensor_step_for_compile, dynamic=True, fullgraph=True)
+    return _COMPILED_STEP
+
+
+def _compiled_amgt(
+    params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, *, lr, beta1, beta2, eps,
+    weight_decay, decoupled_weight_decay, gamma, tau, lr_decay, variance, maximize, diagnostics,
+):
+    step_fn = _compiled_step()
+    flat = lambda x: None if x is None else (torch.view_as_real(x) if torch.is_complex(x) else x).view(-1)
+    for i, param in enumerate(params):
+        step_t = state_steps[i]
+        step_t += 1
+        if param.numel() == 0:
+            continue
+        p, g, m, v, r = (flat(x) for x in (param, grads[i], exp_avgs[i], exp_avg_sqs[i], residuals[i]))
+        c = _Coefficients(_value(step_t), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
+                          dtype=m.dtype)
+        use_gamma = gamma != 0
+        gamma_t = 0.0 if c.first else (gamma if variance == "relative" else gamma / c.bc2)
+        sqrt_bc2 = c.bc2**0.5
+        coef = torch.tensor(
+            [c.lr_t, 0.0 if c.first else c.var_scale, 0.0 if c.first else c.den_shift, sqrt_bc2, gamma_t,
+             sqrt_bc2 / c.bc1, 1 / math.sqrt(m.numel())], dtype=torch.float64,
+        ).to(m.device, non_blocking=True)
+        kept, lam_sum = step_fn(
+            p, g, m, v, r if tau > 0 else None, coef, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay, decoupled=decoupled_weight_decay, use_gamma=use_gamma,
+            relative=variance == "relative", tau=tau, maximize=maximize,
+        )
+        if diagnostics is not None:
+            diagnostics.add_lambda(lam_sum, m.numel(), m.device)
+            if tau > 0:
+                diagnostics.add_suppressed(m.numel() - kept, m.numel(), m.device)
+
+
 def amgt_update(
     params: list[Tensor],
     grads: list[Tensor],
@@ -295,6 +419,7 @@ def amgt_update(
     state_steps: list[Tensor],
     *,
     foreach: bool,
+    compiled: bool = False,
     lr: float,
     beta1: float,
     beta2: float,
@@ -307,14 +432,26 @@ def amgt_update(
     variance: str,
     maximize: bool,
     diagnostics: Optional[Diagnostics] = None,
+    workspace: Optional[Workspace] = None,
 ) -> None:
     """One AMGT step over lists of tensors (the functional form; see ``AMGT`` for the math).
 
     All lists have one entry per parameter; ``residuals[i]`` is ``None`` when threshold feedback is off
-    or ``tau == 0``. ``state_steps`` are 0-d float32 tensors, incremented here. ``params``, the moments,
+    or ``tau == 0``. ``state_steps`` are 0-d float32 tensors, incremented here. ``compiled=True`` runs
+    each tensor through one ``torch.compile``-d function (fused kernels; first call compiles, ~10-40 s;
+    needs a C++ compiler on CPU) and ignores ``foreach``. ``workspace`` (a :class:`Workspace`) lends the
+    loop path reusable scratch buffers; without one it allocates its own for this call. ``params``, the moments,
     residuals and steps are updated in place; ``grads`` are never modified.
     """
-    fn = _multi_tensor_amgt if foreach else _single_tensor_amgt
+    if not compiled and not foreach:
+        _single_tensor_amgt(
+            params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, lr=lr, beta1=beta1, beta2=beta2,
+            eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, gamma=gamma,
+            tau=tau, lr_decay=lr_decay, variance=variance, maximize=maximize, diagnostics=diagnostics,
+            workspace=workspace,
+        )
+        return
+    fn = _compiled_amgt if compiled else _multi_tensor_amgt
     fn(
         params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, lr=lr, beta1=beta1, beta2=beta2,
         eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, gamma=gamma,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
-from ._functional import Diagnostics, amgt_update, state_dtype
+from ._functional import Diagnostics, Workspace, amgt_update, state_dtype
 from ._validation import check_flag, check_number
 
 __all__ = ["AMGT"]
@@ -20,9 +20,11 @@ class AMGT(Optimizer):
     r"""AMGT: Adam with variance-adaptive momentum, per-layer momentum thresholding and a diminishing step.
 
     Source: Laisin, Osu, Duruojinkeya, Chibuisi, "A Mathematically Modified Adam Algorithm for Improved
-    Convergence in Deep Neural Networks", OJOMSTE 6(2), 2025 — sections "Adaptive Momentum Adjustment",
-    "Momentum Thresholding" and "Diminishing Step Size". The paper never writes one complete algorithm;
-    this is the precise reading in ``docs/algorithm.md``.
+    Convergence in Deep Neural Networks", OJOMSTE 6(2), 2025 — sections "Adaptive Momentum Adjustment"
+    and "Dynamic Learning Rate Schedule", the thresholding of "Experimental Setup" (τ 0.05–0.1 per layer)
+    and of the complexity analysis (an n-sized fourth buffer), and "Global Convergence of AMGT" (bounded
+    update error). The paper never writes one complete algorithm; this is the precise reading in
+    ``docs/algorithm.md``.
 
     .. math::
        \begin{aligned}
@@ -48,7 +50,9 @@ class AMGT(Optimizer):
     EMA variance from the existing moments (no extra memory); ``variance="relative"`` (default) divides
     it by :math:`\hat v` so γ is unit-free; thresholding is relative to each tensor's RMS; the suppressed
     part is fed back (error feedback, the paper's bounded-error assumption) unless
-    ``threshold_feedback=False``; the undefined "correction term α_t" and "dynamic β(t)" are not used.
+    ``threshold_feedback=False``; τ is limited to [0, 1] (each tensor's largest element always passes);
+    η_t uses t−1 so that step 1 uses η0 (the paper writes 1 + λt); the momentum formula's missing g_t is
+    restored; the undefined "correction term α_t" and "dynamic β(t)" are not used.
 
     Args:
         params: parameters or param groups, as for any ``torch.optim`` optimizer.
@@ -65,6 +69,9 @@ class AMGT(Optimizer):
         variance: ``"relative"`` or ``"absolute"`` (the paper's literal σ²). Default ``"relative"``.
         maximize: maximize the objective instead. Default False.
         foreach: use the multi-tensor path; ``None`` picks it as torch.optim does (on CUDA, not on CPU).
+        compiled: run each tensor's step through one ``torch.compile``-d function (fused kernels, fewer
+            passes over memory; the first step compiles, which takes seconds to a minute). Off by default;
+            overrides ``foreach``. See BENCHMARKS.md for what it buys.
 
     State per parameter (lazily, on its first gradient): ``step`` (0-d float32 tensor), ``exp_avg`` m,
     ``exp_avg_sq`` v, and ``threshold_residual`` r only when τ > 0 with feedback (4n against Adam's 3n).
@@ -99,6 +106,7 @@ class AMGT(Optimizer):
         variance: str = "relative",
         maximize: bool = False,
         foreach: Optional[bool] = None,
+        compiled: bool = False,
     ) -> None:
         check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -117,15 +125,18 @@ class AMGT(Optimizer):
         check_flag("decoupled_weight_decay", decoupled_weight_decay)
         check_flag("threshold_feedback", threshold_feedback)
         check_flag("maximize", maximize)
+        check_flag("compiled", compiled)
         if foreach is not None and not isinstance(foreach, bool):
             raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
         defaults = dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, gamma=gamma, tau=tau, lr_decay=lr_decay,
             threshold_feedback=threshold_feedback, variance=variance, maximize=maximize, foreach=foreach,
+            compiled=compiled,
         )
         super().__init__(params, defaults)
         self._diagnostics = Diagnostics()
+        self._workspace = Workspace()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -134,6 +145,8 @@ class AMGT(Optimizer):
                 group.setdefault(key, value)
         if not hasattr(self, "_diagnostics"):
             self._diagnostics = Diagnostics()
+        if not hasattr(self, "_workspace"):
+            self._workspace = Workspace()
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps) -> None:
         want_residual = group["tau"] > 0 and group["threshold_feedback"]
@@ -186,10 +199,12 @@ class AMGT(Optimizer):
             beta1, beta2 = group["betas"]
             amgt_update(
                 params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, foreach=foreach,
+                compiled=group.get("compiled", False),
                 lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
                 weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
                 gamma=group["gamma"], tau=group["tau"], lr_decay=group["lr_decay"],
                 variance=group["variance"], maximize=group["maximize"], diagnostics=diag,
+                workspace=self._workspace,
             )
             if lr_t is None:
                 t = state_steps[0].item()

@@ -45,8 +45,9 @@ def _guard(fn):
             store_error = StudyRunError
         try:
             return fn(*args, **kwargs)
-        except (StudyConfigError, StudyRunError, store_error) as exc:
-            _fail(" ".join(str(exc).split()) if "\n" not in str(exc) else str(exc).splitlines()[0])
+        except (StudyConfigError, StudyRunError, store_error, FileNotFoundError) as exc:
+            text = str(exc) if not isinstance(exc, FileNotFoundError) or exc.args[1:] == () else f"{exc.filename}: {exc.strerror}"
+            _fail(" ".join(text.split()))
         except KeyboardInterrupt:
             _fail("interrupted; finish the study with `amgt-study resume NAME`", 130)
 
@@ -214,7 +215,7 @@ def report(names: tuple[str, ...], out_dir: str, formats: str, tracking_uri: str
         result = build_report(list(names), tracking_uri=uri, out_dir=out_dir, formats=wanted,
                               optuna_storage=optuna_storage)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(" ".join(str(exc).split()))
+        _fail(f"report {' '.join(names)}: " + " ".join(str(exc).split()))
     for path in getattr(result, "paths", []) or []:
         _echo(f"wrote {path}")
     for item in getattr(result, "missing", []) or []:

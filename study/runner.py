@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from .config import StudyConfig, StudyConfigError, dump_study, load_study
 from .spaces import grid_values, to_optuna_distributions
-from .trainable import OPTUNA_KEY, trial_function
+from .trainable import OPTIMIZER_KEY, OPTUNA_KEY, search_trial_key, trial_function
 
 __all__ = [
     "StudyRunError",
@@ -408,6 +408,54 @@ def _make_searcher_cls():
     return StudyOptunaSearch
 
 
+def _make_multi_searcher_cls():
+    from ray.tune.search import Searcher
+
+    class MultiStudySearch(Searcher):
+        """One Ray Tune searcher over several Optuna studies (one per optimizer), so one Tuner runs every
+        optimizer's search: each trial is proposed by the study of the optimizer with the most budget left
+        (round robin), and its results go back to that study only.  Budgets stay equal and separate."""
+
+        def __init__(self, searchers: dict, budgets: dict[str, int], metric: str, mode: str):
+            super().__init__(metric=metric, mode=mode)
+            self._searchers = searchers
+            self._left = dict(budgets)
+            self._order = list(budgets)
+            self._owner: dict[str, str] = {}
+
+        def set_search_properties(self, metric, mode, config, **spec):
+            return False  # every study has its own space
+
+        def suggest(self, trial_id):
+            live = [o for o in self._order if self._left[o] > 0]
+            if not live:
+                return Searcher.FINISHED
+            opt = max(live, key=lambda o: (self._left[o], -self._order.index(o)))
+            config = self._searchers[opt].suggest(trial_id)
+            if not isinstance(config, dict):
+                return config
+            self._left[opt] -= 1
+            self._owner[trial_id] = opt
+            return {**config, OPTIMIZER_KEY: opt}
+
+        def on_trial_result(self, trial_id, result):
+            if trial_id in self._owner:
+                self._searchers[self._owner[trial_id]].on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id in self._owner:
+                self._searchers[self._owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+
+        # The search state lives in the Optuna storage (resume reads it there), not in Tune checkpoints.
+        def save(self, checkpoint_path):
+            pass
+
+        def restore(self, checkpoint_path):
+            pass
+
+    return MultiStudySearch
+
+
 def best_configurations(cfg: StudyConfig, stores: Stores) -> dict[str, dict[str, Any]]:
     """``{optimizer: {"hparams", "number", "value"}}``: each optimizer's best COMPLETE search trial
     (optimizers with nothing to search use their fixed hparams)."""
@@ -454,9 +502,9 @@ def _progress_callback_cls():
             cfg = trial.config or {}
             if "trial" in cfg:
                 return cfg["trial"]["optimizer"], cfg["trial"]["trial_key"]
-            opt = self.ctx.get("optimizer", "?")
+            opt = cfg.get(OPTIMIZER_KEY, "?")
             num = cfg.get(OPTUNA_KEY)
-            return opt, (f"{self.study}/search/{opt}/{num}" if num is not None else None)
+            return opt, (search_trial_key(self.study, opt, num) if num is not None else None)
 
         def _line(self, opt: str, event: str) -> None:
             self.echo(f"[{self.study} {self.phase}] {opt}: {self.done.get(opt, 0)}/{self.planned.get(opt, 0)} done, "
@@ -592,11 +640,15 @@ def _trainable(cfg: StudyConfig, ctx: dict[str, Any]):
 
 def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
                 summary: PhaseSummary) -> None:
+    """The search phase: each optimizer's remaining Optuna budget, in one Tuner (per optimizer with ASHA,
+    so early stopping compares trials of the same optimizer only)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     s = cfg.search
-    searcher_cls = _make_searcher_cls()
+    searcher_cls, multi_cls = _make_searcher_cls(), _make_multi_searcher_cls()
+    pending: dict[str, tuple[int, int]] = {}  # optimizer -> (done before, remaining)
+    ctx = {**ctx, "search": {}}
     for entry in cfg.optimizers:
         space = entry.resolved_space()
         summary.planned[entry.name] = s.trials_per_optimizer if space else 0
@@ -609,37 +661,49 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
         ostudy = _open_optuna_study(stores, name, s.mode)
         interrupted = close_interrupted_optuna_trials(ostudy)
         done = len(counted_optuna_trials(ostudy))
-        remaining = s.trials_per_optimizer - done
         if interrupted:
             echo(f"[{cfg.name} search] {entry.name}: {interrupted} interrupted Optuna trial(s) marked FAIL")
-        if remaining <= 0:
+        summary.finished[entry.name] = done
+        if s.trials_per_optimizer - done <= 0:
             echo(f"[{cfg.name} search] {entry.name}: {done}/{s.trials_per_optimizer} trials already done")
-            summary.finished[entry.name] = done
             continue
-        # A different sampler seed on resume, so the resumed sampler does not replay the first proposals.
-        sampler = make_sampler(cfg, space, seed=s.seed + done)
-        searcher = searcher_cls(space=to_optuna_distributions(space), metric=s.metric, mode=s.mode,
-                                sampler=sampler, study_name=name, storage=_rdb_storage(stores.optuna_storage))
+        pending[entry.name] = (done, s.trials_per_optimizer - done)
+        ctx["search"][entry.name] = {"benchmark": cfg.benchmarks[0], "seed": cfg.seed_start,
+                                     "fixed_hparams": dict(entry.hparams), "optuna_study_name": name}
+        echo(f"[{cfg.name} search] {entry.name}: {s.trials_per_optimizer - done} trial(s) to run ({done} done before); "
+             f"space {', '.join(f'{k} {v.describe()}' for k, v in space.items())}")
+    if not pending:
+        return
+    groups = [[o] for o in pending] if s.early_stopping is not None else [list(pending)]
+    for group in groups:
+        searchers = {}
+        for opt in group:
+            done, _ = pending[opt]
+            space = cfg.optimizer(opt).resolved_space()
+            # A different sampler seed on resume, so the resumed sampler does not replay the first proposals.
+            searchers[opt] = searcher_cls(
+                space=to_optuna_distributions(space), metric=s.metric, mode=s.mode,
+                sampler=make_sampler(cfg, space, seed=s.seed + done),
+                study_name=_optuna_study_name(cfg, opt), storage=_rdb_storage(stores.optuna_storage))
+        budgets = {opt: pending[opt][1] for opt in group}
         scheduler = None
         if s.early_stopping is not None:
             scheduler = ASHAScheduler(time_attr="training_iteration", metric=s.metric, mode=s.mode,
                                       max_t=int(ctx["base"]["epochs"]),
                                       grace_period=s.early_stopping.grace_period,
                                       reduction_factor=s.early_stopping.reduction_factor)
-        octx = {**ctx, "optimizer": entry.name, "benchmark": cfg.benchmarks[0], "search_seed": cfg.seed_start,
-                "fixed_hparams": dict(entry.hparams), "optuna_study_name": name}
-        progress = _progress_callback_cls()(cfg.name, "search", {entry.name: s.trials_per_optimizer},
-                                            {entry.name: done}, octx, echo)
-        echo(f"[{cfg.name} search] {entry.name}: launching {remaining} trial(s) "
-             f"({done} done before; sampler {s.sampler}; space {', '.join(f'{k} {v.describe()}' for k, v in space.items())})")
-        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                      num_samples=remaining, max_concurrent_trials=cfg.max_concurrent_trials,
-                                      reuse_actors=True)
-        _run_tuner(_trainable(cfg, octx), name=f"search-{entry.name}-{_stamp()}", storage=run_dir,
+        progress = _progress_callback_cls()(
+            cfg.name, "search", {o: s.trials_per_optimizer for o in group}, {o: pending[o][0] for o in group}, ctx, echo)
+        tune_config = tune.TuneConfig(search_alg=multi_cls(searchers, budgets, s.metric, s.mode), scheduler=scheduler,
+                                      num_samples=sum(budgets.values()),
+                                      max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True)
+        label = group[0] if len(group) == 1 else "all"
+        _run_tuner(_trainable(cfg, ctx), name=f"search-{label}-{_stamp()}", storage=run_dir,
                    tune_config=tune_config, callbacks=[progress], max_failures=cfg.max_failures)
-        summary.launched += remaining
-        ostudy = _open_optuna_study(stores, name, s.mode)
-        summary.finished[entry.name] = len(counted_optuna_trials(ostudy))
+        summary.launched += sum(budgets.values())
+        for opt in group:
+            ostudy = _open_optuna_study(stores, _optuna_study_name(cfg, opt), s.mode)
+            summary.finished[opt] = len(counted_optuna_trials(ostudy))
 
 
 def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], run_dir: Path,
@@ -848,9 +912,9 @@ def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | P
     uri = tracking.resolve_tracking_uri(tracking_uri or (cfg.tracking_uri if cfg else None))
     try:
         runs = query.load_runs(uri, name, role=schema.ROLE_TRIAL)
-    except query.UnknownStudyError as exc:
+    except (query.UnknownStudyError, FileNotFoundError) as exc:
         if cfg is None:
-            raise StudyRunError(str(exc)) from None
+            raise StudyRunError(f"study {name!r}: {exc}") from None
         runs = None
     lines = [f"study {name}" + (f" ({cfg.kind} on {cfg.benchmark})" if cfg else "") + f"; MLflow {tracking.mask_uri(uri)}"]
     planned: dict[tuple[str, str], int] = {}

@@ -18,13 +18,14 @@ import math
 import traceback
 from typing import Any
 
-__all__ = ["trial_function", "TAG_ATTEMPT", "TAG_EARLY_STOPPED", "TAG_RAY_NODE_ID", "OPTUNA_KEY"]
+__all__ = ["trial_function", "search_trial_key", "OPTIMIZER_KEY", "TAG_ATTEMPT", "TAG_EARLY_STOPPED", "TAG_RAY_NODE_ID", "OPTUNA_KEY"]
 
 TAG_ATTEMPT = "attempt"              # 1-based attempt of a planned trial (Ray Tune retries on failure)
 TAG_EARLY_STOPPED = "early_stopped"  # "true" when the scheduler (ASHA) stopped the trial
 TAG_RAY_NODE_ID = "ray_node_id"      # the Ray node the trial ran on (multi-node clusters)
 TAG_RESUMED = "resumed_from_run"     # set on the Tune result when a finished run was found on resume
 OPTUNA_KEY = "_optuna_trial_number"  # injected into the search config by the runner's OptunaSearch
+OPTIMIZER_KEY = "_optimizer"         # which optimizer's Optuna study proposed a search config
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
@@ -46,17 +47,24 @@ def resolve_planned(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, An
     if "trial" in config:
         return dict(config["trial"])
     number = int(config[OPTUNA_KEY])
-    sampled = {k: v for k, v in config.items() if k != OPTUNA_KEY}
+    optimizer = config[OPTIMIZER_KEY]
+    info = ctx["search"][optimizer]
+    sampled = {k: v for k, v in config.items() if k not in (OPTUNA_KEY, OPTIMIZER_KEY)}
     return {
-        "trial_key": f"{ctx['study']}/search/{ctx['optimizer']}/{number}",
+        "trial_key": search_trial_key(ctx["study"], optimizer, number),
         "phase": "search",
-        "optimizer": ctx["optimizer"],
-        "benchmark": ctx["benchmark"],
-        "seed": ctx["search_seed"],
-        "hparams": {**ctx["fixed_hparams"], **sampled},
+        "optimizer": optimizer,
+        "benchmark": info["benchmark"],
+        "seed": info["seed"],
+        "hparams": {**info["fixed_hparams"], **sampled},
         "optuna_trial_number": number,
-        "optuna_study_name": ctx["optuna_study_name"],
+        "optuna_study_name": info["optuna_study_name"],
     }
+
+
+def search_trial_key(study: str, optimizer: str, number: int) -> str:
+    """The stable key of a search trial: its Optuna study (study, optimizer) and trial number."""
+    return f"{study}/search/{optimizer}/{number}"
 
 
 def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ import tracking
 from tracking import schema as S
 
 REPO = Path(__file__).resolve().parents[1]
+# MLflow 3.17's SQL store triggers this SQLAlchemy 2.1 deprecation on import; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
 
 
 # ---- fixtures --------------------------------------------------------------------------------------
@@ -103,7 +105,8 @@ def sqlite_tracking_uri(tmp_path_factory) -> str:
     return uri
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "http"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        pytest.param("http", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def store_uri(request) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_tracking_uri")
@@ -276,76 +279,111 @@ def test_history_from_result_and_batch_limits(store_uri, study):
 
 
 _KILLED_WORKER = textwrap.dedent("""
-    import os, signal, sys
+    import json, os, signal, sys
     import tracking
-    uri, exp, parent, study = sys.argv[1:5]
-    tl = tracking.TrialLogger(uri, exp, parent, trial_key="killed", tags={"study": study, "phase": "search"})
-    tl.start()
-    tl.log_epoch({"train_loss": 1.0}, 1)
-    print(tl.run_id, flush=True)
+    run_ids = []
+    for uri, exp, parent, study in json.loads(sys.argv[1]):   # one trial on each store
+        tl = tracking.TrialLogger(uri, exp, parent, trial_key="killed", tags={"study": study, "phase": "search"})
+        tl.start()
+        tl.log_epoch({"train_loss": 1.0}, 1)
+        run_ids.append(tl.run_id)
+    print(json.dumps(run_ids), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)   # the worker dies: no finish(), no __exit__
 """)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_close_stale_runs_after_killed_worker(kind, study, tmp_path, request):
-    uri = (f"sqlite:///{tmp_path}/mlflow.db" if kind == "sqlite"
-           else request.getfixturevalue("pg_uri"))
-    uri = tracking.resolve_tracking_uri(uri)
-    exp = tracking.get_or_create_experiment(study, uri)
-    parent = tracking.start_parent_run(uri, exp, study=study, phase="search", kind="comparison")
-    proc = subprocess.run([sys.executable, "-c", _KILLED_WORKER, uri, exp, parent, study],
+@pytest.mark.postgres
+def test_close_stale_runs_after_killed_worker(sqlite_tracking_uri, pg_uri, tmp_path):
+    """A worker killed mid-trial leaves its runs RUNNING (SQLite and PostgreSQL); close_stale_runs
+    marks them FAILED and touches nothing else."""
+    stores = []
+    for uri in (sqlite_tracking_uri, pg_uri):
+        uri = tracking.resolve_tracking_uri(uri)
+        study = f"test-study-{uuid.uuid4().hex[:8]}"
+        exp = tracking.get_or_create_experiment(study, uri)
+        parent = tracking.start_parent_run(uri, exp, study=study, phase="search", kind="comparison")
+        stores.append((uri, exp, parent, study))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WORKER, json.dumps(stores)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    run_id = proc.stdout.split()[-1]
-    client = tracking.get_client(uri)
-    assert client.get_run(run_id).info.status == "RUNNING"
-    done = tracking.TrialLogger(uri, exp, parent, trial_key="done", tags={"study": study, "phase": "search"})
-    done.finish({}, outcome="completed")
+    run_ids = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (uri, exp, parent, study), run_id in zip(stores, run_ids):
+        client = tracking.get_client(uri)
+        assert client.get_run(run_id).info.status == "RUNNING"
+        done = tracking.TrialLogger(uri, exp, parent, trial_key="done", tags={"study": study, "phase": "search"})
+        done.finish({}, outcome="completed")
 
-    closed = tracking.close_stale_runs(uri, study, phase="search")
-    assert closed == [run_id]
-    run = client.get_run(run_id)
-    assert run.info.status == "FAILED" and run.data.tags[S.TAG_OUTCOME] == "failed"
-    assert "close_stale_runs" in run.data.tags[S.TAG_ERROR]
-    assert client.get_run(done.run_id).info.status == "FINISHED"  # finished runs are left alone
-    assert client.get_run(parent).info.status == "RUNNING"        # parents are the driver's business
-    assert tracking.close_stale_runs(uri, study) == []
-    assert tracking.close_stale_runs(uri, "no-such-study") == []
+        closed = tracking.close_stale_runs(uri, study, phase="search")
+        assert closed == [run_id]
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED" and run.data.tags[S.TAG_OUTCOME] == "failed"
+        assert "close_stale_runs" in run.data.tags[S.TAG_ERROR]
+        assert client.get_run(done.run_id).info.status == "FINISHED"  # finished runs are left alone
+        assert client.get_run(parent).info.status == "RUNNING"        # parents are the driver's business
+        assert tracking.close_stale_runs(uri, study) == []
+        assert tracking.close_stale_runs(uri, "no-such-study") == []
 
 
 _RACER = textwrap.dedent("""
-    import sys, time
+    import json, sys, time
     from pathlib import Path
     import tracking
-    uri, name, me, other = sys.argv[1:5]
-    tracking.get_client(uri)            # store and schema ready (schema creation is itself locked)
-    Path(me).touch()
-    while not Path(other).exists():     # barrier: both processes call at the same moment
-        time.sleep(0.001)
-    print(tracking.get_or_create_experiment(name, uri), flush=True)
+    jobs, me, other = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    out = []
+    for i, (uri, name) in enumerate(jobs):
+        tracking.get_client(uri)        # store and schema ready (schema creation is itself locked)
+        Path(f"{me}.{i}").touch()
+        while not Path(f"{other}.{i}").exists():   # barrier: both processes call at the same moment
+            time.sleep(0.001)
+        out.append(tracking.get_or_create_experiment(name, uri))
+    print(json.dumps(out), flush=True)
 """)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_experiment_creation_is_race_free(kind, tmp_path, request):
-    """Two processes create the same experiment at once (SQLite: also on a fresh database, so MLflow's
-    schema creation races too): both get the same id and there is one experiment."""
-    uri = (f"sqlite:///{tmp_path}/fresh.db" if kind == "sqlite"
-           else request.getfixturevalue("pg_uri"))
-    uri = tracking.resolve_tracking_uri(uri)
-    name = f"race-{uuid.uuid4().hex[:8]}"
-    a, b = tmp_path / "a.ready", tmp_path / "b.ready"
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, uri, name, str(me), str(other)],
+@pytest.mark.postgres
+def test_experiment_creation_is_race_free(pg_uri, tmp_path):
+    """Two processes create the same experiment at once, on SQLite (a fresh database, so MLflow's schema
+    creation races too) and on PostgreSQL: both get the same id and there is one experiment."""
+    jobs = [(tracking.resolve_tracking_uri(f"sqlite:///{tmp_path}/fresh.db"), f"race-{uuid.uuid4().hex[:8]}"),
+            (tracking.resolve_tracking_uri(pg_uri), f"race-{uuid.uuid4().hex[:8]}")]
+    a, b = str(tmp_path / "a.ready"), str(tmp_path / "b.ready")
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, json.dumps(jobs), me, other],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
              for me, other in ((a, b), (b, a))]
-    outs = [p.communicate(timeout=120) for p in procs]
+    outs = [p.communicate(timeout=180) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    ids = {out.strip() for out, _ in outs}
-    assert len(ids) == 1
-    exps = [e for e in tracking.get_client(uri).search_experiments(max_results=1000) if e.name == name]
-    assert [e.experiment_id for e in exps] == list(ids)
+    ids = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert ids[0] == ids[1]
+    for (uri, name), exp_id in zip(jobs, ids[0]):
+        exps = [e for e in tracking.get_client(uri).search_experiments(max_results=1000) if e.name == name]
+        assert [e.experiment_id for e in exps] == [exp_id]
+
+
+def test_log_artifacts_kinds(sqlite_tracking_uri, study, tmp_path):
+    """Text, JSON, bytes, a file (renamed or not) and a directory land where their names say."""
+    uri = tracking.resolve_tracking_uri(sqlite_tracking_uri)
+    exp = tracking.get_or_create_experiment(study, uri)
+    parent = tracking.start_parent_run(uri, exp, study=study, phase="search", kind="comparison")
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "a.png").write_bytes(b"\x89PNG")
+    (rep / "b.md").write_text("# b")
+    note = tmp_path / "f.txt"
+    note.write_text("hi")
+    tracking.log_artifacts(uri, parent, {"report/": rep, "notes/f.txt": note, "notes/renamed.txt": note,
+                                         "raw/x.bin": b"\x00\x01", "top.json": {"a": 1}, "t.txt": "text"})
+    client = tracking.get_client(uri)
+
+    def walk(path=None):
+        for info in client.list_artifacts(parent, path):
+            yield from walk(info.path) if info.is_dir else [info.path]
+
+    assert sorted(walk()) == ["notes/f.txt", "notes/renamed.txt", "raw/x.bin", "report/a.png", "report/b.md",
+                              "t.txt", "top.json"]
+    assert json.loads(_download_text(client, parent, "top.json", tmp_path / "d")) == {"a": 1}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tracking.log_artifacts(uri, parent, {"x.txt": tmp_path / "missing.txt"})
 
 
 # ---- unreachable and wrong stores ----------------------------------------------------------------------
@@ -361,8 +399,13 @@ def test_unreachable_postgresql_fails_fast_with_masked_password():
     msg = str(info.value)
     assert f"127.0.0.1:{port}/mlflow" in msg and "***" in msg and "s3cret" not in msg
     assert "unreachable" in msg and "\n" not in msg
+    t0 = time.monotonic()
+    with pytest.raises(tracking.TrackingStoreError, match="unreachable"):  # any first use fails fast too
+        tracking.get_or_create_experiment("x", uri)
+    assert time.monotonic() - t0 < 6
 
 
+@pytest.mark.postgres
 def test_missing_postgresql_database_says_create_it(postgres_url):
     uri = postgres_url.rsplit("/", 1)[0] + "/amgt_no_such_db"
     with pytest.raises(tracking.TrackingStoreError, match="create the database"):

@@ -141,6 +141,22 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, optimizer):
     assert len(reports) == 2 and _same(_strip(again["history"][-1]), _strip(straight["history"][-1]))
 
 
+def test_checkpoint_of_another_trial_is_refused(tmp_path):
+    ckpt = workers.DirectoryCheckpoint(tmp_path)
+    workers.run_trial(_digits(epochs=1), checkpoint=ckpt)
+    with pytest.raises(ValueError, match="another trial.*seed"):
+        workers.run_trial(_digits(epochs=2, seed=11), checkpoint=ckpt)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot be read"):
+        workers.run_trial(_digits(epochs=2), checkpoint=ckpt)
+
+
+def test_num_threads_is_restored():
+    before = torch.get_num_threads()
+    workers.run_trial(_digits(epochs=1, num_threads=1))
+    assert torch.get_num_threads() == before
+
+
 def test_time_to_target():
     res = workers.run_trial(_digits(epochs=4, hparams={"lr": 3e-3}, target={"val_accuracy": 0.5, "train_loss": 1.5}))
     hist = res["history"]

@@ -34,6 +34,7 @@ from .store import (
     get_or_create_experiment,
     mask_uri,
     resolve_tracking_uri,
+    store_kind,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "get_client",
     "get_or_create_experiment",
     "mask_uri",
+    "store_kind",
     "start_parent_run",
     "end_parent_run",
     "find_parent_run",

@@ -281,17 +281,28 @@ def _check_http(uri: str, timeout: float) -> None:
             "MLflow server?"
         )
     query = json.dumps({"max_results": 1}).encode()
-    req = urllib.request.Request(
-        f"{uri}/api/2.0/mlflow/experiments/search", data=query, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):  # the credentials MLflow's own REST client sends
+        headers["Authorization"] = "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]
+    elif user and password:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search", data=query, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode("utf-8", "replace")
+        if exc.code in (401, 403):
+            hint = ("set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or add "
+                    "this host to the server's --allowed-hosts")
+        else:
+            hint = "check the server's --backend-store-uri and its logs"
         raise TrackingStoreError(
             f"MLflow tracking server {masked!r} answers /health but its tracking API fails "
-            f"(HTTP {exc.code}: {_one_line(detail)}); check the server's --backend-store-uri and its logs"
+            f"(HTTP {exc.code}: {_one_line(detail)}); {hint}"
         ) from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, OSError) as exc:
         raise TrackingStoreError(
@@ -375,15 +386,19 @@ _INITIALISED: set[str] = set()
 def get_client(uri: str | None = None) -> "MlflowClient":
     """An :class:`mlflow.MlflowClient` on the resolved ``uri``.
 
-    The first client of a process on a SQL store is created under a cross-process lock (see
-    :func:`_schema_init_lock`) with MLflow's schema-migration logs silenced; MLflow caches the
-    store per URI, so later clients are cheap.
+    The first client of a process on a SQL store is created after :func:`check_tracking_store`
+    and under a cross-process lock (see :func:`_schema_init_lock`) with MLflow's schema-migration
+    logs silenced; MLflow caches the store per URI, so later clients are cheap.
+
+    Raises:
+        TrackingStoreError: the store is unreachable (SQL stores, first client of the process).
     """
     from mlflow import MlflowClient
 
     uri = resolve_tracking_uri(uri)
     if uri in _INITIALISED or store_kind(uri) == "http":
         return MlflowClient(tracking_uri=uri)
+    check_tracking_store(uri)  # fail fast and clearly, not after MLflow's ~10 engine retries
     with _schema_init_lock(uri), _quiet_schema_logs():
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # builds the store (and the schema) now

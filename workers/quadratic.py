@@ -424,7 +424,22 @@ def study_facts(*, steps: int = 200, tol: float = 1e-6, adaptive_lr: float = 0.1
         c13[label] = entry
     c13["paper"] = PAPER["C13"]
     out["C13"] = c13
-    return out
+    return _json_clean(out)
+
+
+def _json_clean(obj: Any) -> Any:
+    """Plain Python types for strict JSON: numpy scalars → float/int/bool, NaN/±inf → None."""
+    if isinstance(obj, dict):
+        return {str(k): _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 # ---------------------------------------------------------------- as benchmarks (run_trial)

@@ -20,7 +20,7 @@ import torch
 import amgt
 
 from . import metrics as M
-from ._registry import get_benchmark
+from ._registry import available_benchmarks, get_benchmark
 from .checkpoint import CheckpointHook
 from .data import epoch_generator
 
@@ -29,10 +29,15 @@ __all__ = ["run_trial", "train_one_epoch", "resolve_config", "resolve_device", "
 # keys a config may hold; anything else is ignored with a warning
 CONFIG_KEYS = frozenset({
     "benchmark", "optimizer", "hparams", "epochs", "batch_size", "seed", "device", "max_steps", "data_dir",
-    "target", "val_fraction", "evaluate_test", "download", "divergence_factor", "deterministic",
+    "target", "val_fraction", "evaluate_test", "download", "divergence_factor", "deterministic", "num_threads",
     # benchmark-specific
     "steps_per_epoch", "problem", "image_size", "num_workers",
 })
+
+
+# config keys that must match between a checkpoint and the trial resuming from it
+_IDENTITY_KEYS = ("benchmark", "optimizer", "hparams", "seed", "batch_size", "steps_per_epoch", "val_fraction",
+                  "problem", "max_steps")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -80,7 +85,7 @@ def resolve_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
     if "benchmark" not in config:
-        raise ValueError("config has no 'benchmark'; valid names: " + ", ".join(__import__("workers").available_benchmarks()))
+        raise ValueError("config has no 'benchmark'; valid names: " + ", ".join(available_benchmarks()))
     bench = get_benchmark(config["benchmark"])
     if "optimizer" not in config:
         raise ValueError("config has no 'optimizer'; valid names: " + ", ".join(amgt.available_optimizers()))
@@ -102,6 +107,8 @@ def resolve_config(config: dict) -> dict:
     _int_field(cfg, "epochs", 1)
     _int_field(cfg, "seed", 0)
     _int_field(cfg, "max_steps", 1, optional=True)
+    cfg.setdefault("num_threads", None)
+    _int_field(cfg, "num_threads", 1, optional=True)
     if bench.kind == "classification":
         _int_field(cfg, "batch_size", 1)
     else:
@@ -259,7 +266,8 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
             (``"auto"``: CUDA when present), ``max_steps`` (cap on optimizer steps for the whole trial),
             ``data_dir`` (default ``$AMGT_DATA_DIR``, then ``~/.cache/amgt-study/data``), ``target``
             (overrides, e.g. ``{"val_accuracy": 0.97}``), ``val_fraction``, ``evaluate_test`` (default
-            True), ``download`` (let torchvision download MNIST/CIFAR-10; default False),
+            True), ``download`` (let torchvision download MNIST/CIFAR-10; default False), ``num_threads``
+            (CPU intra-op threads for this trial, ``torch.set_num_threads``; default: leave as is),
             ``divergence_factor`` (default 100), ``deterministic`` (cuDNN deterministic; default True);
             quadratic/function benchmarks take ``steps_per_epoch`` and ``problem`` instead of
             ``batch_size``. Missing keys take the benchmark's defaults (``workers.get_benchmark(n).defaults``).
@@ -279,6 +287,16 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
         FileNotFoundError: data missing (names the folder, the files expected and how to get them).
     """
     cfg = resolve_config(config)
+    threads_before = torch.get_num_threads()
+    if cfg["num_threads"] is not None:
+        torch.set_num_threads(cfg["num_threads"])
+    try:
+        return _run(cfg, report, checkpoint)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(cfg: dict, report, checkpoint) -> dict:
     bench = get_benchmark(cfg["benchmark"])
     device = resolve_device(cfg["device"])
     wall_start = time.perf_counter()
@@ -291,8 +309,14 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
     start_epoch, total_steps, train_time, wall_before = 0, 0, 0.0, 0.0
     initial_loss: Optional[float] = None
     status, reason = "completed", ""
+    identity = {k: cfg.get(k) for k in _IDENTITY_KEYS}
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
+        saved = state.get("identity")
+        if saved is not None and saved != identity:
+            diff = sorted(k for k in _IDENTITY_KEYS if saved.get(k) != identity.get(k))
+            raise ValueError(f"Checkpoint {checkpoint!r} belongs to another trial (differs in: {', '.join(diff)}); "
+                             f"use a fresh checkpoint location for this config")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device)
@@ -354,6 +378,7 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
                 "steps": total_steps, "rng": _rng_state(device), "history": history,
                 "train_time_s": train_time, "wall_time_s": wall_before + time.perf_counter() - wall_start,
                 "initial_loss": initial_loss, "status": status, "diverged_reason": reason,
+                "identity": identity,
             })
         if report is not None:
             report(_public(rec))

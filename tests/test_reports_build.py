@@ -1,0 +1,179 @@
+"""build_report end to end on real MLflow (SQLite in tmp_path) and real Optuna storages."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tracking.query import UnknownStudyError
+from tracking.reports import CLAIMS, VERDICTS, build_report
+from tracking.reports.synthetic import Effect, write_study
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+FACTS = {  # the shape of workers.quadratic.study_facts(), values from its exact computation
+    "4.10.1": {"eigenvalues": [2.0, 6.0], "gd_stability_limit": 1 / 3, "gd_optimal_step": 0.25,
+               "gd_optimal_contraction": 0.5, "fastest_steps_by_contraction": [0.25],
+               "gd": [{"lr": 0.1, "contraction": 0.8}, {"lr": 0.3, "contraction": 0.8}],
+               "paper": {"eigenvalues": [2.0, 6.0], "stability_limit": 1 / 3, "fastest_step_in_table_4_4": 0.3}},
+    "4.10.2": {"eigenvalues": [0.7639, 5.2361], "gd_stability_limit": 0.38197, "gd_optimal_step": 1 / 3,
+               "hessian": [[2, -2], [-2, 4]],
+               "paper": {"eigenvalues": [1.17, 4.83], "alpha_opt": 0.33, "hessian": [[2, 2], [-2, 4]],
+                         "rapid_convergence_steps": [0.3, 0.4]}},
+    "C13": {"4.10.1": {"noisy": {"fitted_slope": -0.50, "paper_slope": -1.0, "last_ratio": 0.9995}},
+            "paper": {"rate": "linear"}},
+}
+
+
+class _Parser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.text, self.tags = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(dict(attrs))
+        if tag in ("link", "script") or (tag == "a" and dict(attrs).get("href", "#").startswith("http")):
+            raise AssertionError(f"external resource in a self-contained report: {tag} {attrs}")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _optuna(storage: str, study: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for opt, params in (("amgt", ("lr", "tau", "lr_decay", "gamma")), ("adam", ("lr",))):
+        s = optuna.create_study(study_name=f"{study}/{opt}", storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+
+        def objective(trial):
+            lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            extra = 0.0
+            if "tau" in params:
+                extra += 0.01 * trial.suggest_float("tau", 0.0, 0.2)
+                extra += 0.0 * trial.suggest_float("lr_decay", 1e-5, 1e-2, log=True)
+                extra += 0.001 * trial.suggest_float("gamma", 0.0, 2.0)
+            return 0.99 - 0.01 * (__import__("math").log10(lr) + 3) ** 2 + extra
+
+        s.optimize(objective, n_trials=12)
+    one = optuna.create_study(study_name=f"{study}/sgd", storage=storage)
+    one.optimize(lambda t: t.suggest_float("lr", 0.01, 0.1), n_trials=1)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    effects = {"amgt": Effect(accuracy=0.990, epoch_time_s=1.05, state_bytes=120_000, oscillation=0.08),
+               "adam": Effect(accuracy=0.985, epoch_time_s=1.0, state_bytes=80_000, oscillation=0.10),
+               "sgd": Effect(accuracy=0.980, epoch_time_s=0.9, state_bytes=40_000, diverge_seeds=(3,),
+                             fail_seeds=(2,))}
+    write_study(uri, "cmp", effects=effects, n_search=4, seeds=range(4), epochs=4,
+                target={"val_accuracy": 0.9, "train_loss": 0.3})
+    write_study(uri, "sens", kind="sensitivity", effects={"amgt": Effect(lr_width=1.5), "adam": Effect(lr_width=0.7)},
+                seeds=range(2), epochs=2, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1])
+    write_study(uri, "abl", kind="ablation", seeds=range(3), epochs=3, effects={
+        "amgt": Effect(accuracy=0.99), "amgt-no-threshold": Effect(accuracy=0.99, oscillation=0.2),
+        "amgt-no-decay": Effect(accuracy=0.975), "adam": Effect()})
+    write_study(uri, "quad", kind="quadratic", effects={}, quadratic_facts=FACTS)
+    write_study(uri, "partial", effects={"amgt": Effect(), "adam": Effect()}, phases=("search", "final"),
+                n_search=2, seeds=range(3), epochs=2, running_seeds=(1, 2), finish_parents=False)
+    write_study(uri, "searchonly", effects={"amgt": Effect(), "adam": Effect()}, phases=("search",), n_search=2,
+                epochs=2)
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    _optuna(storage, "cmp")
+    return uri, storage, root
+
+
+@pytest.fixture(scope="module")
+def report(stores):
+    uri, storage, root = stores
+    return build_report(["cmp", "sens", "abl", "quad"], tracking_uri=uri, out_dir=root / "out",
+                        optuna_storage=storage)
+
+
+def test_report_files_and_claims(report):
+    assert report.paths["html"].is_file() and report.paths["md"].is_file()
+    claims = pd.read_csv(report.out_dir / "claims.csv")
+    assert list(claims["id"]) == list(CLAIMS) and set(claims["verdict"]) <= set(VERDICTS)
+    v = dict(zip(claims["id"], claims["verdict"]))
+    assert v["C1"] == "supported" and v["C2"] == "not measured" and v["C6"] == "supported"
+    assert v["C9"] == "supported" and v["C10"] == "supported"
+    assert v["C11"] == v["C12"] == v["C13"] == "contradicted"
+    assert not claims["reason"].str.contains("could not be evaluated").any()
+    assert not [m for m in report.missing if "Optuna" not in m], report.missing
+
+
+def test_html_is_self_contained_and_has_every_claim(report):
+    text = report.paths["html"].read_text(encoding="utf-8")
+    p = _Parser()
+    p.feed(text)
+    body = " ".join(p.text)
+    for cid in CLAIMS:
+        assert cid in body
+    assert len(p.imgs) >= 8  # curves ×3, acc vs time, lr sensitivity, ablation, budget, Optuna contour + slice
+    for img in p.imgs:
+        assert img["src"].startswith("data:image/png;base64,")
+        assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Stability σ" in body or "sigma_seeds" in body
+    md = report.paths["md"].read_text(encoding="utf-8")
+    assert all(cid in md for cid in CLAIMS) and "](figures/" in md
+    assert all(f.is_file() for f in report.paths["figures"])
+
+
+def test_tables(report):
+    t = report.tables
+    comp = t["comparison"]
+    assert set(comp["optimizer"]) == {"amgt", "adam", "sgd"}
+    sgd = comp[comp.optimizer == "sgd"].iloc[0]
+    assert sgd["diverged"] == 1 and sgd["failed"] == 1 and sgd["runs"] == 4
+    assert sgd["n"] == 3  # the diverged run is a result (kept, at chance accuracy); the failed one is only counted
+    assert sgd["test_acc_mean"] < 80
+    assert comp["p_holm"].notna().sum() == 2 and (comp["p_holm"].dropna() >= comp["p_wilcoxon"].dropna()).all()
+    cost = t["cost"]
+    assert cost.loc[cost.optimizer == "adam", "ratio_to_adam"].iloc[0] == pytest.approx(1.0)
+    imp = t["importance"]
+    assert set(imp["optimizer"]) == {"amgt", "adam"} and imp["importance_default"].notna().all()
+    assert any("cmp/sgd: 1 completed trial" in m for m in report.missing)
+    fair = t["fairness"]
+    search = fair[(fair.study == "cmp") & (fair.phase == "search") & (fair.optimizer == "amgt")].iloc[0]
+    assert search["trials"] == 4 and search["search_dims"] == 1
+    assert len(t["runs"]) == 4 * 3 + 4 * 3 + 2 * 4 * 2 + 3 * 4
+
+
+def test_report_logged_to_parent_runs(report, stores):
+    client = MlflowClient(tracking_uri=stores[0])
+    assert len(report.artifact_runs) == 4
+    names = {a.path for a in client.list_artifacts(report.artifact_runs[0], "report")}
+    assert {"report/report.html", "report/report.md", "report/claims.csv", "report/figures"} <= names
+
+
+def test_running_and_missing_phases_are_reported_not_invented(stores, tmp_path):
+    uri, storage, _ = stores
+    r = build_report(["partial", "searchonly"], tracking_uri=uri, out_dir=tmp_path, optuna_storage=storage,
+                     formats="html,csv", log_artifacts=False)
+    text = " ".join(r.missing)
+    assert "'searchonly' (kind comparison): phase 'final' has no trial runs" in text
+    assert "'partial': 4 trial run(s) still running" in text and "phase 'search' is still running" in text
+    claims = {c.id: c for c in r.claims}
+    assert claims["C1"].verdict == "not measured"  # 1 finished seed per optimizer: no CI, no verdict
+    assert "What is missing" in r.paths["html"].read_text() and "md" not in r.paths
+    comp = r.tables["comparison"]
+    assert comp["running"].sum() == 4 and comp["n"].sum() == 2
+
+
+def test_bad_input(stores, tmp_path):
+    uri = stores[0]
+    with pytest.raises(UnknownStudyError, match=r"'nope'.*known studies: abl, cmp, partial, quad, searchonly, sens"):
+        build_report(["nope"], tracking_uri=uri, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="not allowed; choose from html, md, csv"):
+        build_report(["cmp"], tracking_uri=uri, out_dir=tmp_path, formats="pdf")
+    assert not any(tmp_path.iterdir())  # nothing half-written

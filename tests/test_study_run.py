@@ -1,0 +1,320 @@
+"""End to end: studies run by Ray Tune + Optuna and recorded in MLflow (real SQLite, PostgreSQL, an mlflow
+server, a two-node Ray cluster; no mocks). Tiny budgets: a few steps per epoch."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study.config import parse_study
+from study.runner import run_study
+
+pytestmark = pytest.mark.slow
+
+PG_ADMIN_URL = os.environ.get("AMGT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMGT_STUDY = [sys.executable, "-c", "from study.cli import main; main()"]
+
+
+def tiny(name: str, **over) -> dict:
+    data = {"name": name, "kind": "comparison", "benchmark": "digits-cnn", "epochs": 2, "batch_size": 256,
+            "optimizers": ["amgt", "sgd"], "search": {"trials_per_optimizer": 2, "metric": "val_accuracy"},
+            "seeds": 2, "resources": {"cpus": 1}}
+    data.update(over)
+    return data
+
+
+def client(uri: str):
+    import tracking
+
+    return tracking.get_client(uri)
+
+
+def trial_runs(uri: str, study: str, phase: str | None = None):
+    c = client(uri)
+    exp = c.get_experiment_by_name(study)
+    flt = "tags.role = 'trial'" + (f" and tags.phase = '{phase}'" if phase else "")
+    return c.search_runs([exp.experiment_id], filter_string=flt, max_results=1000)
+
+
+def optuna_trials(storage: str, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def check_no_duplicates_and_none_running(runs) -> None:
+    finished = collections.Counter(r.data.tags["trial_key"] for r in runs if r.info.status == "FINISHED")
+    assert all(n == 1 for n in finished.values()), finished
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.fixture
+def pg_database():
+    """Factory of throwaway databases on the real local PostgreSQL (dropped afterwards)."""
+    psycopg = pytest.importorskip("psycopg")
+    made = []
+
+    def make() -> str:
+        name = f"amgt_study_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+    yield make
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
+    cfg = parse_study(tiny("e2e"))
+    lines: list[str] = []
+    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    assert summary["search"].finished == {"amgt": 2, "sgd": 2}
+    assert summary["final"].finished == {"amgt": 2, "sgd": 2}
+    assert any("done, " in ln and "running" in ln for ln in lines)  # progress per optimizer
+
+    # Optuna: one persisted study per (study, optimizer), equal budget
+    for opt in ("amgt", "sgd"):
+        states = [t.state.name for t in optuna_trials(storage, f"e2e/{opt}")]
+        assert states == ["COMPLETE", "COMPLETE"]
+
+    runs = trial_runs(uri, "e2e")
+    check_no_duplicates_and_none_running(runs)
+    search = [r for r in runs if r.data.tags["phase"] == "search"]
+    final = [r for r in runs if r.data.tags["phase"] == "final"]
+    assert len(search) == 4 and len(final) == 4
+    r = search[0]
+    for tag in ("study", "phase", "optimizer", "benchmark", "seed", "optuna_trial_number", "optuna_study_name",
+                "ray_trial_id", "trial_key", "device", "outcome", "ray_node_id", "attempt", "mlflow.parentRunId"):
+        assert r.data.tags.get(tag), tag
+    assert r.data.tags["outcome"] == "completed" and r.data.tags["device"] == "cpu"
+    assert {"optimizer", "benchmark", "seed", "epochs", "batch_size", "hp.lr"} <= set(r.data.params)
+    c = client(uri)
+    history = c.get_metric_history(r.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"config.json", "curves.csv"}
+    amgt_search = [x for x in search if x.data.tags["optimizer"] == "amgt"]
+    assert all({"hp.tau", "hp.lr_decay", "hp.gamma"} <= set(x.data.params) for x in amgt_search)
+
+    # final: the best search configuration of each optimizer, over seeds 0 and 1
+    import optuna
+
+    for opt in ("amgt", "sgd"):
+        best = optuna.load_study(study_name=f"e2e/{opt}", storage=storage).best_trial
+        runs_opt = [x for x in final if x.data.tags["optimizer"] == opt]
+        assert sorted(x.data.tags["seed"] for x in runs_opt) == ["0", "1"]
+        assert all(float(x.data.params["hp.lr"]) == pytest.approx(best.params["lr"]) for x in runs_opt)
+
+    # parent runs: one per phase, with the study file and the fairness record
+    exp = c.get_experiment_by_name("e2e")
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.role = 'parent'")
+    assert sorted(p.data.tags["phase"] for p in parents) == ["final", "search"]
+    assert all(p.info.status == "FINISHED" for p in parents)
+    parent = next(p for p in parents if p.data.tags["phase"] == "search")
+    fair = json.loads(Path(c.download_artifacts(parent.info.run_id, "fairness.json", str(tmp_path))).read_text())
+    assert fair["trials_per_optimizer"] == {"amgt": 2, "sgd": 2}
+    assert fair["optimizers"]["amgt"]["dimensions"] == 4
+    assert all(x.data.tags["mlflow.parentRunId"] == parent.info.run_id for x in search)
+
+    # running it again is a no-op: nothing launched, no new runs
+    again = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    assert again["search"].launched == 0 and again["final"].launched == 0
+    assert len(trial_runs(uri, "e2e")) == 8
+
+
+def test_worker_failure_and_divergence(tmp_path, ray_local):
+    """A trial that raises in its worker: retried up to max_failures, every attempt a FAILED run with the
+    error text. A trial that diverges: a FINISHED run tagged diverged."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = parse_study(tiny("fail", kind="ablation", search=None, seeds=1, max_failures=1, optimizers=[
+        {"name": "adam", "hparams": {"betas": [0.9, 1.5]}},   # AMGT/Adam validate betas in the worker
+        {"name": "sgd", "hparams": {"lr": 1.0e4}},
+    ]))
+    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lambda s: None)
+    assert summary["ablation"].finished == {"adam": 0, "sgd": 1}
+    runs = trial_runs(uri, "fail")
+    check_no_duplicates_and_none_running(runs)
+    bad = [r for r in runs if r.data.tags["optimizer"] == "adam"]
+    assert len(bad) == 2  # first attempt + 1 retry
+    assert sorted(r.data.tags["attempt"] for r in bad) == ["1", "2"]
+    for r in bad:
+        assert r.info.status == "FAILED" and r.data.tags["outcome"] == "failed"
+        assert "betas" in r.data.tags["error"]
+    (div,) = [r for r in runs if r.data.tags["optimizer"] == "sgd"]
+    assert div.info.status == "FINISHED" and div.data.tags["outcome"] == "diverged"
+
+
+def test_postgresql_end_to_end_with_asha(tmp_path, ray_local, pg_database):
+    uri, storage = pg_database(), pg_database()
+    data = tiny("pg", search={"trials_per_optimizer": 2, "metric": "val_accuracy",
+                              "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2}},
+                seeds=1)
+    summary = run_study(parse_study(data), tracking_uri=uri, optuna_storage=storage, workdir=tmp_path,
+                        echo=lambda s: None)
+    assert summary["search"].finished == {"amgt": 2, "sgd": 2}
+    runs = trial_runs(uri, "pg")
+    check_no_duplicates_and_none_running(runs)
+    assert collections.Counter((r.data.tags["phase"], r.info.status) for r in runs) == {
+        ("search", "FINISHED"): 4, ("final", "FINISHED"): 2}
+    assert len(optuna_trials(storage, "pg/amgt")) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, pg_database):
+    """`mlflow server` on a throwaway PostgreSQL database, artifacts proxied (--serve-artifacts)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg_database(), "--serve-artifacts",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.read().strip() == b"OK":
+                        break
+            except OSError:
+                time.sleep(0.5)
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+        else:
+            pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_through_mlflow_server_on_postgresql(tmp_path, ray_local, mlflow_server):
+    cfg = parse_study(tiny("srv", optimizers=["adam"], search={"trials_per_optimizer": 1}, seeds=1))
+    summary = run_study(cfg, tracking_uri=mlflow_server, workdir=tmp_path, echo=lambda s: None)
+    assert summary["final"].finished == {"adam": 1}
+    runs = trial_runs(mlflow_server, "srv")
+    check_no_duplicates_and_none_running(runs)
+    assert len(runs) == 2
+    c = client(mlflow_server)
+    assert {a.path for a in c.list_artifacts(runs[0].info.run_id)} >= {"config.json", "curves.csv"}
+    assert (tmp_path / "server-artifacts").is_dir()  # uploaded through the server's artifact proxy
+
+
+def _finished_trial_runs(db: Path, study: str) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid JOIN experiments e "
+                "ON e.experiment_id = r.experiment_id WHERE e.name = ? AND t.key = 'role' AND t.value = 'trial' "
+                "AND r.status = 'FINISHED'", (study,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill_and_resume(tmp_path):
+    """Kill the driver mid-study, resume: exactly the planned trials, Optuna history kept, no duplicate runs."""
+    path = tmp_path / "kr.yaml"
+    path.write_text(yaml.safe_dump(tiny("kr", optimizers=["adam", "sgd"], seeds=1, max_concurrent_trials=1,
+                                        search={"trials_per_optimizer": 3})))
+    env = {**os.environ, "RAY_ADDRESS": "", "MLFLOW_TRACKING_URI": ""}
+    env.pop("RAY_ADDRESS")
+    env.pop("MLFLOW_TRACKING_URI")
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(AMGT_STUDY + ["run", str(path)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while _finished_trial_runs(tmp_path / "mlflow.db", "kr") < 2:
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            assert time.time() < deadline, "no trial finished in time: " + (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait(timeout=30)
+    assert _finished_trial_runs(tmp_path / "mlflow.db", "kr") < 8  # really interrupted
+
+    out = subprocess.run(AMGT_STUDY + ["resume", "kr"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
+    runs = trial_runs(uri, "kr")
+    check_no_duplicates_and_none_running(runs)
+    finished = collections.Counter((r.data.tags["phase"], r.data.tags["optimizer"]) for r in runs
+                                   if r.info.status == "FINISHED")
+    assert finished == {("search", "adam"): 3, ("search", "sgd"): 3, ("final", "adam"): 1, ("final", "sgd"): 1}
+    for opt in ("adam", "sgd"):
+        trials = optuna_trials(storage, f"kr/{opt}")
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        assert len(complete) == 3
+        # any trial the kill interrupted stays in the history, marked FAIL + interrupted
+        assert all(t.user_attrs.get("interrupted") for t in trials if t.state.name != "COMPLETE")
+        # each completed Optuna trial has exactly one finished MLflow run
+        keys = {r.data.tags["trial_key"] for r in runs if r.info.status == "FINISHED"}
+        assert all(f"kr/search/{opt}/{t.number}" in keys for t in complete)
+
+    status = subprocess.run(AMGT_STUDY + ["status", "kr"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert status.returncode == 0 and "best adam" in status.stdout
+
+
+def test_two_node_ray_cluster(tmp_path):
+    """The same runner on a two-node Ray cluster (ray.cluster_utils.Cluster on this machine): trials land on
+    both nodes."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        path = tmp_path / "two.yaml"
+        path.write_text(yaml.safe_dump(tiny("two", kind="ablation", search=None, optimizers=["adam"], seeds=4,
+                                            epochs=1, max_steps=2)))
+        out = subprocess.run(AMGT_STUDY + ["run", str(path), "--ray-address", cluster.address], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "two")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        nodes = {r.data.tags["ray_node_id"] for r in runs}
+        assert len(nodes) == 2, nodes
+    finally:
+        cluster.shutdown()
+
+
+def test_tiny_mnist_study(tmp_path, ray_local, data_dir):
+    """The real MNIST (LeNet-5) through the whole path: a few steps, one seed."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = parse_study(tiny("mnist-tiny", kind="ablation", search=None, benchmark="mnist-lenet5",
+                           optimizers=["amgt"], seeds=1, epochs=1, max_steps=5, batch_size=128,
+                           data_dir=str(data_dir)))
+    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lambda s: None)
+    assert summary["ablation"].finished == {"amgt": 1}
+    (run,) = trial_runs(uri, "mnist-tiny")
+    assert run.info.status == "FINISHED" and run.data.tags["benchmark"] == "mnist-lenet5"
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.params["batch_size"] == "128"
