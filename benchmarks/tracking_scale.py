@@ -131,7 +131,8 @@ def copy_runs(uri: str, db: str, source: str, target: str, artifact_root: str, c
         src_exp = conn.execute("select experiment_id from experiments where name = %s", (source,)).fetchone()[0]
         src_runs = [r[0] for r in conn.execute(
             "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'phase' "
-            "and t.value = 'search' where r.experiment_id = %s order by r.run_uuid", (src_exp,))]
+            "and t.value = 'search' join tags t2 on t2.run_uuid = r.run_uuid and t2.key = 'role' "
+            "and t2.value = 'trial' where r.experiment_id = %s order by r.run_uuid", (src_exp,))]
         copies = -(-count // len(src_runs))
         conn.execute("create temp table src(run_uuid varchar(32) primary key)")
         with conn.cursor().copy("copy src (run_uuid) from stdin") as cp:

@@ -351,17 +351,50 @@ def _open_optuna_study(stores: Stores, name: str, mode: str, sampler=None):
                                direction="maximize" if mode == "max" else "minimize", load_if_exists=True)
 
 
-def close_interrupted_optuna_trials(ostudy) -> int:
-    """Mark trials left RUNNING (by a killed driver) as FAIL with user attr ``interrupted``; returns the count."""
+def close_interrupted_optuna_trials(ostudy, finished_runs: dict[int, dict[str, float]] | None = None,
+                                   metric: str | None = None) -> tuple[int, int]:
+    """Settle the trials a killed driver left RUNNING (or WAITING) in an Optuna study.
+
+    A trial whose MLflow run had FINISHED before the kill (``finished_runs``: {trial number: final metrics})
+    is told COMPLETE with that run's ``metric`` (user attr ``recovered_from_mlflow``), so its result is
+    neither lost nor re-run; any other is marked FAIL with user attr ``interrupted`` (not counted against
+    the budget: resume runs a replacement).
+
+    Returns:
+        (recovered, interrupted) counts.
+    """
     from optuna.trial import TrialState
 
     storage = ostudy._storage  # Optuna's storage API: set_trial_* on a trial id
-    n = 0
+    recovered = interrupted = 0
     for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        n += 1
-    return n
+        value = (finished_runs or {}).get(t.number, {}).get(metric) if metric else None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            storage.set_trial_user_attr(t._trial_id, "recovered_from_mlflow", True)
+            storage.set_trial_state_values(t._trial_id, state=TrialState.COMPLETE, values=[float(value)])
+            recovered += 1
+        else:
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            interrupted += 1
+    return recovered, interrupted
+
+
+def _finished_search_metrics(ctx: dict[str, Any], optimizer: str) -> dict[int, dict[str, float]]:
+    """{Optuna trial number: final metrics} of the FINISHED search runs of one optimizer (from MLflow)."""
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    client = get_client(ctx["tracking_uri"])
+    flt = (f"tags.{schema.TAG_STUDY} = {_quote(ctx['study'])} and tags.{schema.TAG_PHASE} = 'search' "
+           f"and tags.{schema.TAG_OPTIMIZER} = {_quote(optimizer)} and attributes.status = 'FINISHED'")
+    out = {}
+    for run in search_all_runs(client, [ctx["experiment_id"]], flt):
+        number = run.data.tags.get(schema.TAG_OPTUNA_TRIAL)
+        if number is not None and number.isdigit():
+            out[int(number)] = dict(run.data.metrics)
+    return out
 
 
 def counted_optuna_trials(ostudy) -> list:
@@ -659,10 +692,12 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
             continue
         name = _optuna_study_name(cfg, entry.name)
         ostudy = _open_optuna_study(stores, name, s.mode)
-        interrupted = close_interrupted_optuna_trials(ostudy)
+        recovered, interrupted = close_interrupted_optuna_trials(
+            ostudy, _finished_search_metrics(ctx, entry.name), s.metric)
         done = len(counted_optuna_trials(ostudy))
-        if interrupted:
-            echo(f"[{cfg.name} search] {entry.name}: {interrupted} interrupted Optuna trial(s) marked FAIL")
+        if recovered or interrupted:
+            echo(f"[{cfg.name} search] {entry.name}: of the trials an earlier driver left running, {recovered} had "
+                 f"finished (result taken from MLflow), {interrupted} marked FAIL (interrupted) and replaced")
         summary.finished[entry.name] = done
         if s.trials_per_optimizer - done <= 0:
             echo(f"[{cfg.name} search] {entry.name}: {done}/{s.trials_per_optimizer} trials already done")

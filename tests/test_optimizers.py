@@ -619,6 +619,24 @@ def test_first_step_equals_adam_even_with_all_mechanisms_but_threshold():
     assert_same(a, b)
 
 
+@pytest.mark.parametrize("foreach", [False, True])
+def test_amgt_per_group_mechanism_overrides(foreach):
+    """γ, τ, λ and variance set per group act per group (the residual exists only where τ > 0)."""
+    a, b = make_params(seed=1), make_params(seed=2)
+    a2, b2 = clone_params(a), clone_params(b)
+    over = {"tau": 0.0, "gamma": 3.0, "lr_decay": 0.1, "variance": "absolute"}
+    both = AMGT([{"params": a}, {"params": b, **over}], lr=0.01, foreach=foreach)
+    sep_a, sep_b = AMGT(a2, lr=0.01, foreach=foreach), AMGT(b2, lr=0.01, foreach=foreach, **over)
+    for t in range(8):
+        set_grads(a + b, t)
+        set_grads(a2 + b2, t)
+        both.step()
+        sep_a.step()
+        sep_b.step()
+    assert_same(a + b, a2 + b2)
+    assert "threshold_residual" in both.state[a[0]] and "threshold_residual" not in both.state[b[0]]
+
+
 @pytest.mark.parametrize("name", AMGT_NAMES)
 def test_ablation_variants_pin_their_mechanism(name):
     params = make_params()

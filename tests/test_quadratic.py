@@ -64,6 +64,19 @@ def test_run_trial_sgd_is_gradient_descent():
     assert res["grad_norm"] == pytest.approx(2 * math.sqrt(2) * 0.5**10, rel=1e-9)
 
 
+def test_quadratic_report_keys():
+    from tracking.schema import METRICS_EPOCH
+
+    reports = []
+    workers.run_trial({"benchmark": "rosenbrock", "optimizer": "amgt", "epochs": 2, "steps_per_epoch": 20,
+                       "device": "cpu"}, report=reports.append)
+    for r in reports:
+        assert set(r) <= set(METRICS_EPOCH) | set(workers.EXTRA_EPOCH_METRICS) | {"epoch"}
+        assert set(workers.EXTRA_EPOCH_METRICS) <= set(r)
+        assert "val_accuracy" not in r
+    assert reports[1]["grad_norm_sq_min"] <= reports[0]["grad_norm_sq_min"]
+
+
 def test_run_trial_unstable_step_diverges():
     res = workers.run_trial({"benchmark": "quadratic-4.10.1", "optimizer": "sgd", "epochs": 3,
                              "hparams": {"lr": 0.4, "momentum": 0.0}, "problem": {"x0": [1.0, 0.0]},

@@ -101,7 +101,7 @@ def report(stores):
 
 
 def test_report_files_and_claims(report):
-    assert report.paths["html"].is_file() and report.paths["md"].is_file()
+    assert report.html.is_file() and report.md.is_file()
     claims = pd.read_csv(report.out_dir / "claims.csv")
     assert list(claims["id"]) == list(CLAIMS) and set(claims["verdict"]) <= set(VERDICTS)
     v = dict(zip(claims["id"], claims["verdict"]))
@@ -113,7 +113,7 @@ def test_report_files_and_claims(report):
 
 
 def test_html_is_self_contained_and_has_every_claim(report):
-    text = report.paths["html"].read_text(encoding="utf-8")
+    text = report.html.read_text(encoding="utf-8")
     p = _Parser()
     p.feed(text)
     body = " ".join(p.text)
@@ -124,9 +124,9 @@ def test_html_is_self_contained_and_has_every_claim(report):
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Stability σ" in body or "sigma_seeds" in body
-    md = report.paths["md"].read_text(encoding="utf-8")
+    md = report.md.read_text(encoding="utf-8")
     assert all(cid in md for cid in CLAIMS) and "](figures/" in md
-    assert all(f.is_file() for f in report.paths["figures"])
+    assert all(f.is_file() for f in report.figures)
 
 
 def test_tables(report):
@@ -165,7 +165,8 @@ def test_running_and_missing_phases_are_reported_not_invented(stores, tmp_path):
     assert "'partial': 4 trial run(s) still running" in text and "phase 'search' is still running" in text
     claims = {c.id: c for c in r.claims}
     assert claims["C1"].verdict == "not measured"  # 1 finished seed per optimizer: no CI, no verdict
-    assert "What is missing" in r.paths["html"].read_text() and "md" not in r.paths
+    assert "What is missing" in r.html.read_text() and r.md is None
+    assert set(r.paths) == {r.html, *r.csv, *r.figures}
     comp = r.tables["comparison"]
     assert comp["running"].sum() == 4 and comp["n"].sum() == 2
 

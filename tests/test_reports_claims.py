@@ -238,3 +238,9 @@ def test_c14_not_measured_without_history():
 def test_c15_oscillation(amgt, expected):
     adam = [0.1, 0.1, 0.1, 0.1][: len(amgt)]
     assert verdict("C15", rows({"amgt": amgt, "adam": adam}, "loss_oscillation"))[0] == expected
+
+
+def test_c14_not_measured_with_too_short_a_trajectory():
+    r, h = _grad_history([3.0])
+    v, res = verdict("C14", r, histories=h[h["step"] <= 2])
+    assert v == NM and "fewer than 3 epochs" in res.reason

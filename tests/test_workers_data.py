@@ -120,6 +120,10 @@ def test_cifar10_resnet18_runs_a_few_steps(tmp_path):
     model = workers.models.resnet18_cifar()
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
     assert isinstance(model.maxpool, torch.nn.Identity)
+    x = torch.randn(2, 3, 32, 32)
+    z = torch.randn(2, 512, 4, 4)
+    torch.testing.assert_close(model.avgpool(z), torch.nn.AdaptiveAvgPool2d((1, 1))(z))
+    assert model(x).shape == (2, 10)
 
 
 def test_cifar10_missing_and_corrupt(tmp_path):

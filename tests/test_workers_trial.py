@@ -184,10 +184,19 @@ def test_unknown_names_list_the_valid_ones():
 @pytest.mark.parametrize("field,value", [
     ("epochs", 0), ("epochs", "3"), ("batch_size", -1), ("seed", -2), ("max_steps", 0), ("hparams", [1]),
     ("val_fraction", 1.5), ("device", "tpu"), ("target", {"bogus": 1}), ("divergence_factor", 0.5),
+    ("evaluate_test", "yes"), ("num_threads", 0),
 ])
 def test_bad_fields_are_named(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         workers.run_trial(_digits(**{field: value}))
+
+
+def test_numpy_values_as_a_search_library_passes_them():
+    import numpy as np
+
+    a = workers.run_trial(_digits(epochs=np.int64(1), seed=np.int64(3), hparams={"lr": np.float64(1e-3)}))
+    b = workers.run_trial(_digits(epochs=1, seed=3, hparams={"lr": 1e-3}))
+    assert _same(_strip(a["history"][0]), _strip(b["history"][0]))
 
 
 def test_bad_hyperparameter_is_named():

@@ -42,6 +42,8 @@ METRICS_EPOCH = (
     "epoch_time_s", "steps", "samples_per_s", "grad_norm_mean", "grad_norm_std",
     "loss_oscillation", "optimizer_state_bytes", "peak_memory_bytes",
     "amgt_suppressed_fraction", "amgt_lambda_mean", "amgt_lr_t",
+    # function benchmarks (quadratics, Rosenbrock; claims C13, C14)
+    "distance_to_optimum", "grad_norm", "grad_norm_sq_min",
 )
 # ---- final metrics of a trial (logged once at the end) ---------------------------------------------
 METRICS_FINAL = (

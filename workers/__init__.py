@@ -11,10 +11,11 @@ from . import benchmarks as _benchmarks  # noqa: F401  (registers the classifica
 from . import quadratic  # noqa: F401  (registers the quadratic and function benchmarks)
 from ._registry import Benchmark, available_benchmarks, get_benchmark, register_benchmark
 from .checkpoint import CheckpointHook, DirectoryCheckpoint
-from .metrics import loss_increase_fraction, loss_oscillation
+from .metrics import EXTRA_EPOCH_METRICS, loss_increase_fraction, loss_oscillation
 from .train import resolve_config, run_trial, train_one_epoch
 
 __all__ = [
+    "EXTRA_EPOCH_METRICS",
     "Benchmark",
     "CheckpointHook",
     "DirectoryCheckpoint",

@@ -14,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 __all__ = [
+    "EXTRA_EPOCH_METRICS",
     "loss_oscillation",
     "loss_increase_fraction",
     "mean_std",
@@ -23,6 +24,10 @@ __all__ = [
     "global_grad_norm",
     "first_reaching",
 ]
+
+
+# per-epoch metrics that quadratic/function benchmarks report beyond tracking.schema.METRICS_EPOCH
+EXTRA_EPOCH_METRICS = ("distance_to_optimum", "grad_norm", "grad_norm_sq_min")
 
 
 def loss_oscillation(losses: Sequence[float] | torch.Tensor) -> float:

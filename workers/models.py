@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DigitsCNN", "LeNet5", "resnet18_cifar", "resnet50"]
+__all__ = ["DigitsCNN", "LeNet5", "GlobalAvgPool", "resnet18_cifar", "resnet50"]
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions, (N, C, H, W) → (N, C, 1, 1): the same as ResNet's
+    ``AdaptiveAvgPool2d((1, 1))``, but its CUDA backward is deterministic (``AdaptiveAvgPool2d``'s is not,
+    per ``torch.use_deterministic_algorithms``), so same seed → same metrics on a GPU too."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
 
 
 class DigitsCNN(nn.Module):
@@ -62,11 +71,15 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
+    model.avgpool = GlobalAvgPool()
     return model
 
 
 def resnet50(num_classes: int = 1000) -> nn.Module:
-    """torchvision's ResNet-50, randomly initialised (weights=None), with ``num_classes`` outputs."""
+    """torchvision's ResNet-50, randomly initialised (weights=None), with ``num_classes`` outputs (its
+    average pool replaced by the equivalent :class:`GlobalAvgPool`)."""
     from torchvision.models import resnet50 as _resnet50
 
-    return _resnet50(weights=None, num_classes=num_classes)
+    model = _resnet50(weights=None, num_classes=num_classes)
+    model.avgpool = GlobalAvgPool()
+    return model

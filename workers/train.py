@@ -8,6 +8,7 @@ caller connects ``report`` (and optionally a :class:`~workers.CheckpointHook`) t
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 import warnings
@@ -113,6 +114,9 @@ def resolve_config(config: dict) -> dict:
         _int_field(cfg, "batch_size", 1)
     else:
         _int_field(cfg, "steps_per_epoch", 1)
+    for key in ("evaluate_test", "deterministic", "download"):
+        if key in cfg and not isinstance(cfg[key], (bool, np.bool_)):
+            raise ValueError(f"Invalid {key}: {cfg[key]!r} (allowed: true or false)")
     factor = cfg["divergence_factor"]
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
         raise ValueError(f"Invalid divergence_factor: {factor!r} (allowed: a number > 1)")
@@ -229,6 +233,9 @@ def _seed_everything(seed: int, device: torch.device, deterministic: bool) -> No
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if device.type == "cuda":
+        if deterministic:
+            # cuBLAS reproducibility (CUDA docs); effective when no cuBLAS handle exists yet in this process
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.cuda.manual_seed_all(seed)
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cudnn.benchmark = not deterministic
