@@ -20,10 +20,14 @@ the bytes a step moves, and the machine's copy bandwidth.
 step gets to the memory-bound floor. The minimum is reported next to the median because on a shared
 machine interference only ever adds time.
 
-Example (a quick run, ~2-3 minutes on 2 CPU cores):
+Example (a quick run: 76 s here, on 2 shared CPU cores):
     python benchmarks/optimizer_step.py --sizes lenet5,resnet18 --rounds 3 --steps 3
-Full run:
-    python benchmarks/optimizer_step.py --sizes lenet5,resnet18,resnet50 --rounds 7 --steps 5 --json out.json
+Full run (as recorded in BENCHMARKS.md):
+    python benchmarks/optimizer_step.py --sizes lenet5,resnet18,resnet50 --rounds 7 --steps 2 --threads 1 --compiled
+Before/after against an older commit's amgt/:
+    git archive efea2d0 amgt | tar -x -C /tmp/orig
+    python benchmarks/optimizer_step.py --sizes resnet18 --optimizers adam-foreach,amgt-loop,amgt-foreach \
+        --baseline-amgt /tmp/orig --rounds 10 --steps 2 --threads 1
 """
 
 from __future__ import annotations
@@ -64,6 +68,25 @@ def param_shapes(size: str) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for p in model.parameters()]
 
 
+def load_baseline_amgt(path: str):
+    """Import another copy of the ``amgt`` package from ``path`` (e.g. an older commit, exported with
+    ``git archive <sha> amgt | tar -x -C DIR``) under a private name, for before/after timings."""
+    import importlib.util
+
+    init = Path(path) / "amgt" / "__init__.py"
+    if not init.is_file():
+        raise FileNotFoundError(f"{init} not found: --baseline-amgt must be a directory holding amgt/")
+    spec = importlib.util.spec_from_file_location("amgt_baseline", init,
+                                                  submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["amgt_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASELINE = None  # set by --baseline-amgt
+
+
 def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
     """name -> factory(params) for every configuration timed."""
     specs: dict[str, Callable] = {
@@ -82,6 +105,9 @@ def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
     }
     if include_compiled:
         specs["amgt-compiled"] = lambda p: AMGT(p, lr=1e-6, compiled=True)
+    if BASELINE is not None:
+        specs["baseline-amgt-loop"] = lambda p: BASELINE.AMGT(p, lr=1e-6, foreach=False)
+        specs["baseline-amgt-foreach"] = lambda p: BASELINE.AMGT(p, lr=1e-6, foreach=True)
     return specs
 
 
@@ -260,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compiled", action="store_true", help="also time AMGT(compiled=True) (torch.compile)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--json", default=None, help="write the rows and machine info here")
+    ap.add_argument("--baseline-amgt", default=None, metavar="DIR",
+                    help="also time the AMGT found in DIR/amgt (an older version) as baseline-amgt-loop/-foreach")
     args = ap.parse_args(argv)
+    global BASELINE
+    if args.baseline_amgt:
+        BASELINE = load_baseline_amgt(args.baseline_amgt)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -272,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown optimizers {unknown}; valid: {', '.join(all_names)}")
     if args.compiled and "amgt-compiled" not in names:
         names.append("amgt-compiled")
+    if BASELINE is not None:
+        names += [n for n in ("baseline-amgt-loop", "baseline-amgt-foreach") if n not in names]
     if "adam-fused" in names and device == "cpu" and not hasattr(torch, "_fused_adam_"):
         names.remove("adam-fused")
 

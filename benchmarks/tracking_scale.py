@@ -4,7 +4,7 @@
 A throwaway database is created with psycopg and dropped at the end (also on error). Runs are written
 through MLflow's public client, laid out as ``tracking/schema.py`` says (``tracking.reports.synthetic``):
 
-- study ``scale-1k``: 1,000 trial runs (search phase 980, final phase 20), each with 10 epochs of the 14
+- study ``scale-1k``: 1,000 trial runs (search phase 980, final phase 20), each with 10 epochs of 13
   per-epoch metrics, final metrics, and the ``curves.csv`` artifact;
 - study ``scale-9k``: 9,000 more search-phase runs, so that the two studies hold 10,000 trial runs. Writing
   9,000 runs through MLflow's client takes ~15 minutes on this 2-core machine, so these are copies made in
@@ -17,7 +17,7 @@ epoch); ``tracking.query.load_runs`` on 1,000 and 10,000 runs (all columns, and 
 ``load_histories`` by ``get_metric_history`` vs the ``curves.csv`` artifact, per run, in the 10,000-run
 store; ``build_report`` over the 1,000- and 10,000-run studies.
 
-    python benchmarks/tracking_scale.py            # ~5–10 min on 2 busy CPU cores
+    python benchmarks/tracking_scale.py            # ~2–4 min on 2 busy CPU cores
     python benchmarks/tracking_scale.py --small    # 100 + 900 runs, a smoke test
 """
 

@@ -1,7 +1,8 @@
 """``amgt-study``: run, resume and inspect optimizer studies; open the MLflow UI; build reports.
 
 Every command has ``--help``.  Errors are one clear line on stderr and a non-zero exit status
-(1: the study or a store is unusable; 2: a usage error, as click reports them).
+(1: the study or a store is unusable; 2: a usage error, as click reports them; 3: ``run``/``resume``
+finished but some planned trials failed after their retries; 130: interrupted).
 """
 
 from __future__ import annotations
@@ -91,7 +92,17 @@ def run(file: str, tracking_uri: str | None, optuna_storage: str | None, name: s
             check_resources(cfg, local_resources())
         _echo("dry run: nothing started, nothing written")
         return
-    run_study(cfg, tracking_uri=tracking_uri, optuna_storage=optuna_storage, ray_address=ray_address, echo=_echo)
+    _finish(cfg.name, run_study(cfg, tracking_uri=tracking_uri, optuna_storage=optuna_storage,
+                                ray_address=ray_address, echo=_echo))
+
+
+def _finish(name: str, summary: dict) -> None:
+    """Exit 3 when planned trials did not finish (they failed after their retries); 0 otherwise."""
+    missing = sum(max(0, planned - s.finished.get(opt, 0)) for s in summary.values() for opt, planned in s.planned.items())
+    if missing:
+        click.echo(f"warning: {missing} planned trial(s) of study {name} did not finish (failed after retries); "
+                   f"see `amgt-study status {name}`; `amgt-study resume {name}` runs them again", err=True)
+        sys.exit(3)
 
 
 @cli.command()
@@ -102,7 +113,7 @@ def resume(name: str, ray_address: str | None) -> None:
     """Finish the study NAME started from this directory (same stores; only missing trials run)."""
     from .runner import resume_study
 
-    resume_study(name, ray_address=ray_address, echo=_echo)
+    _finish(name, resume_study(name, ray_address=ray_address, echo=_echo))
 
 
 @cli.command()

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -561,19 +562,29 @@ def _progress_callback_cls():
             opt, key = self._key(trial)
             self.running[opt] = max(0, self.running.get(opt, 0) - 1)
             self.failed[opt] = self.failed.get(opt, 0) + 1
+            text = _trial_error_text(trial)
             if key:
-                _close_running(self.ctx, key, failed=True, reason=_trial_error_text(trial))
-            self._line(opt, f"failed {trial.trial_id}")
+                _close_running(self.ctx, key, failed=True, reason=text)
+            self._line(opt, f"failed {trial.trial_id}: {_last_line(text)}")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             opt, key = self._key(trial)
             self.retries[opt] = self.retries.get(opt, 0) + 1
             self.running[opt] = max(0, self.running.get(opt, 0) - 1)
+            text = _trial_error_text(trial)
             if key:
-                _close_running(self.ctx, key, failed=True, reason=_trial_error_text(trial))
-            self._line(opt, f"retrying {trial.trial_id}")
+                _close_running(self.ctx, key, failed=True, reason=text)
+            self._line(opt, f"retrying {trial.trial_id} after: {_last_line(text)}")
 
     return StudyProgress
+
+
+def _last_line(text: str, limit: int = 300) -> str:
+    """The line of an error text that says what went wrong (an exception's ``Type: message``)."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    hits = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Exit)\b.*:", ln)]
+    line = (hits[-1] if hits else (lines[-1] if lines else "")).replace("\x1b", "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _trial_error_text(trial) -> str:
@@ -625,6 +636,9 @@ def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
 
     # Ray Tune's own progress tables are replaced by StudyProgress's lines (verbose=0 + the legacy reporter).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A failed trial is reported in one line by StudyProgress and its traceback kept in MLflow (tag error);
+    # Ray Tune's own multi-line traceback log of it is silenced.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return False
     address = ray_address or cfg.ray_address  # None: ray.init honours RAY_ADDRESS, else starts a local Ray
@@ -731,7 +745,11 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
             cfg.name, "search", {o: s.trials_per_optimizer for o in group}, {o: pending[o][0] for o in group}, ctx, echo)
         tune_config = tune.TuneConfig(search_alg=multi_cls(searchers, budgets, s.metric, s.mode), scheduler=scheduler,
                                       num_samples=sum(budgets.values()),
-                                      max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True)
+                                      max_concurrent_trials=cfg.max_concurrent_trials,
+                                      # Reusing a worker process saves its start-up (torch, MLflow imports), but
+                                      # Ray fails the next trial if a stopped trial's thread is still finishing
+                                      # (TUNE_FUNCTION_THREAD_TIMEOUT_S), so not with early stopping.
+                                      reuse_actors=scheduler is None)
         label = group[0] if len(group) == 1 else "all"
         _run_tuner(_trainable(cfg, ctx), name=f"search-{label}-{_stamp()}", storage=run_dir,
                    tune_config=tune_config, callbacks=[progress], max_failures=cfg.max_failures)
@@ -755,6 +773,7 @@ def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[st
         if p["trial_key"] in finished:
             done[p["optimizer"]] += 1
     summary.planned.update(by_opt)
+    summary.finished.update(done)
     if not pending:
         echo(f"[{cfg.name} {phase}] all {len(planned)} planned trials already finished")
         summary.finished.update(done)
@@ -901,6 +920,8 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                     missing = [o.name for o in cfg.optimizers if o.name not in best]
                     if missing:
                         echo(f"[{cfg.name} final] no completed search trial for {', '.join(missing)}: not re-run")
+                    summary.planned.update({o.name: cfg.seeds for o in cfg.optimizers})
+                    summary.finished.update({o.name: 0 for o in cfg.optimizers})
                     _run_planned(cfg, phase, plan_trials(cfg, phase, best), ctx, run_dir, echo, summary)
                 else:
                     _run_planned(cfg, phase, plan_trials(cfg, phase), ctx, run_dir, echo, summary)

@@ -131,6 +131,7 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         return
 
     logger.start()
+    planned_epochs = int(trial_cfg.get("epochs") or 0)
     best = {"val_accuracy": -math.inf}
     last: dict[str, Any] = {}
 
@@ -144,7 +145,13 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             nums["best_val_accuracy"] = best["val_accuracy"]
         last.clear()
         last.update(nums)
-        tune.report(nums)
+        try:
+            tune.report(nums)
+        except SystemExit:
+            # Ray Tune ends a trial's thread with SystemExit when the scheduler says STOP. ASHA also says STOP
+            # at max_t, the last epoch: then let run_trial finish and return its final metrics.
+            if epoch < planned_epochs:
+                raise
 
     try:
         result = workers.run_trial(trial_cfg, report=report)

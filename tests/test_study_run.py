@@ -131,6 +131,16 @@ def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
     assert fair["optimizers"]["amgt"]["dimensions"] == 4
     assert all(x.data.tags["mlflow.parentRunId"] == parent.info.run_id for x in search)
 
+    # the CLI's report command reads it back (tracking.reports.build_report)
+    from click.testing import CliRunner
+
+    from study.cli import cli
+
+    rep = CliRunner().invoke(cli, ["report", "e2e", "--tracking-uri", uri, "--optuna-storage", storage,
+                                   "--out", str(tmp_path / "report"), "--format", "md,csv"])
+    assert rep.exit_code == 0, rep.output
+    assert (tmp_path / "report" / "report.md").is_file() and "wrote " in rep.output
+
     # running it again is a no-op: nothing launched, no new runs
     again = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
     assert again["search"].launched == 0 and again["final"].launched == 0
@@ -159,7 +169,8 @@ def test_worker_failure_and_divergence(tmp_path, ray_local):
     assert div.info.status == "FINISHED" and div.data.tags["outcome"] == "diverged"
 
 
-def test_postgresql_end_to_end(tmp_path, ray_local, pg_database):
+def test_postgresql_end_to_end(tmp_path, ray_local, pg_database, monkeypatch):
+    monkeypatch.setenv("AMGT_ARTIFACT_ROOT", str(tmp_path / "artifacts"))  # not ./mlartifacts in the checkout
     uri, storage = pg_database(), pg_database()  # MLflow and Optuna each in their own database
     data = tiny("pg", search={"trials_per_optimizer": 1, "metric": "val_accuracy"}, seeds=1, epochs=1)
     summary = run_study(parse_study(data), tracking_uri=uri, optuna_storage=storage, workdir=tmp_path,
@@ -213,11 +224,13 @@ def test_through_mlflow_server_on_postgresql_with_asha(tmp_path, ray_local, mlfl
     a trial ASHA stops is a FINISHED run (tagged early_stopped), never one left RUNNING."""
     cfg = parse_study(tiny("srv", optimizers=["adam"], seeds=1, epochs=3, search={
         "trials_per_optimizer": 3, "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2}}))
-    summary = run_study(cfg, tracking_uri=mlflow_server, workdir=tmp_path, echo=lambda s: None)
+    summary = run_study(cfg, tracking_uri=mlflow_server, optuna_storage=f"sqlite:///{tmp_path}/optuna.db",
+                        workdir=tmp_path, echo=lambda s: None)
     assert summary["search"].finished == {"adam": 3} and summary["final"].finished == {"adam": 1}
     runs = trial_runs(mlflow_server, "srv")
     check_no_duplicates_and_none_running(runs)
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs), [
+        (r.data.tags.get("trial_key"), r.info.status, r.data.tags.get("error")) for r in runs]
     for r in runs:  # a stopped trial has fewer epochs, and says so
         epochs = len(client(mlflow_server).get_metric_history(r.info.run_id, "train_loss"))
         assert epochs == 3 or r.data.tags.get("early_stopped") == "true"

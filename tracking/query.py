@@ -195,7 +195,7 @@ def load_runs(
             ``run_id, experiment_id, study, status, start_time, end_time`` always come); a name ending
             in ``*`` keeps every column with that prefix (``"params.hp.*"``); missing exact names are
             filled with NA. ``None`` keeps every column found.
-        extra_filter: an MLflow filter string ANDed to the tag filter.
+        extra_filter: an MLflow filter string ANDed to the tag filter (MLflow's syntax has no OR).
         page_size: ``max_results`` per page (≤ 50,000).
 
     Returns:
@@ -220,7 +220,7 @@ def load_runs(
         if p is not None:
             clauses.append(f"tags.{schema.TAG_PHASE} = {_quote(p)}")
         if extra_filter:
-            clauses.append(f"({extra_filter})" if " or " in extra_filter.lower() else extra_filter)
+            clauses.append(extra_filter)
         token = None
         while True:
             page = client.search_runs(list(ids.values()), filter_string=" and ".join(clauses),
