@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -187,7 +186,8 @@ def ui(tracking_uri: str | None, port: int) -> None:
     if root:
         cmd += ["--default-artifact-root", root]
     _echo(f"MLflow UI on http://127.0.0.1:{port} for {tracking.mask_uri(uri)} (Ctrl-C stops it)")
-    sys.exit(subprocess.call(cmd))
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)  # become `mlflow ui`: signals (Ctrl-C) go straight to it
 
 
 @cli.command()

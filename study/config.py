@@ -17,7 +17,6 @@ what is allowed; nothing is written to MLflow or Optuna before a file validates.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -469,7 +468,3 @@ def dump_study(cfg: StudyConfig) -> str:
     """The validated study as YAML (defaults filled in), for the parent run and for resume."""
     data = cfg.model_dump(mode="json", exclude_none=True)
     return yaml.safe_dump(data, sort_keys=False)
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

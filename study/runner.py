@@ -27,7 +27,6 @@ they are neither counted nor duplicated.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import math
 import os
@@ -1016,10 +1015,6 @@ def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | P
                 hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["hparams"].items())
                 lines.append(f"  best {opt}: {cfg.search.metric}={b['value']:.4g} (Optuna trial {b['number']}; {hp})")
     return lines
-
-
-def _json_default(o: Any) -> Any:  # pragma: no cover - used in debug dumps
-    return str(o)
 
 
 if __name__ == "__main__":  # pragma: no cover

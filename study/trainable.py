@@ -15,6 +15,7 @@ stopped early by ASHA is a FINISHED run tagged ``early_stopped=true``.
 from __future__ import annotations
 
 import math
+import os
 import traceback
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = ["trial_function", "search_trial_key", "OPTIMIZER_KEY", "TAG_ATTEMPT",
 TAG_ATTEMPT = "attempt"              # 1-based attempt of a planned trial (Ray Tune retries on failure)
 TAG_EARLY_STOPPED = "early_stopped"  # "true" when the scheduler (ASHA) stopped the trial
 TAG_RAY_NODE_ID = "ray_node_id"      # the Ray node the trial ran on (multi-node clusters)
+TAG_WORKER_PID = "worker_pid"        # the trial's worker process on that node (to find it in logs)
 TAG_RESUMED = "resumed_from_run"     # set on the Tune result when a finished run was found on resume
 OPTUNA_KEY = "_optuna_trial_number"  # injected into the search config by the runner's OptunaSearch
 OPTIMIZER_KEY = "_optimizer"         # which optimizer's Optuna study proposed a search config
@@ -108,6 +110,7 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         schema.TAG_RAY_TRIAL_ID: ray_trial_id,
         schema.TAG_TRIAL_KEY: planned["trial_key"],
         TAG_RAY_NODE_ID: ray.get_runtime_context().get_node_id(),
+        TAG_WORKER_PID: str(os.getpid()),
     }
     if planned.get("optuna_trial_number") is not None:
         tags[schema.TAG_OPTUNA_TRIAL] = str(planned["optuna_trial_number"])

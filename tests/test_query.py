@@ -20,7 +20,7 @@ def store(tmp_path_factory):
     write_study(uri, "alpha", effects={"amgt": Effect(accuracy=0.99), "adam": Effect(accuracy=0.98)},
                 n_search=3, seeds=range(2), epochs=3)
     write_study(uri, "beta", kind="ablation", effects={"amgt": Effect(), "amgt-no-decay": Effect()},
-                seeds=range(2), epochs=2)
+                seeds=range(2), epochs=2, artifacts=False)
     return uri
 
 
@@ -73,6 +73,9 @@ def test_histories_from_metric_history_and_artifact_agree(store):
     assert len(a) == 4 * 3 * 3 and sorted(a["step"].unique()) == [1, 2, 3]
     pd.testing.assert_frame_equal(a, b)
     assert query.load_histories(store, [], metrics).empty
+    no_curves = query.load_runs(store, "beta")["run_id"]  # written without curves.csv: falls back
+    pd.testing.assert_frame_equal(query.load_histories(store, no_curves, metrics, source="artifact"),
+                                  query.load_histories(store, no_curves, metrics))
     with pytest.raises(ValueError, match="source 'x'"):
         query.load_histories(store, ids, metrics, source="x")
 
