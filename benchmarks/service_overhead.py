@@ -250,6 +250,10 @@ def _env(args) -> dict:
     env["OMP_NUM_THREADS"] = "1"  # what Ray gives a 1-CPU trial; the service's driver gets it too
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("RAY_ADDRESS", None)
+    # A private Ray temp dir: with no address, ray.init() joins the cluster named in
+    # <temp dir>/ray/ray_current_cluster (a `ray start` head, a test's ray.cluster_utils.Cluster) when there
+    # is one; on a shared machine that is someone else's. Here every run starts its own local Ray.
+    env["RAY_TMPDIR"] = args.ray_tmp
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("AMGT_OPTUNA_STORAGE", None)
     env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
@@ -344,6 +348,8 @@ def run_service(args, store: str, concurrency: int, workdir: Path) -> dict:
         reader.join(5)
         if rc != 0:
             raise RuntimeError(f"amgt-study run ({store}, c={concurrency}) exited {rc}:\n{''.join(err)[-3000:]}")
+        if any("Connecting to latest cluster" in e for e in err):
+            raise RuntimeError(f"amgt-study run ({store}, c={concurrency}) joined another Ray cluster: {''.join(err)[-1000:]}")
         runs = _trial_runs(tracking_uri, name)
     finally:
         if dbs:
@@ -399,8 +405,20 @@ def _analyse_service(store, concurrency, t0, t_exit, lines, runs) -> dict:
         })
     phases = {}
     for ph in sorted({r["phase"] for r in runs}):
-        rs = [r for r in runs if r["phase"] == ph]
-        phases[ph] = {"first_run_start": min(r["start"] for r in rs) - t0, "last_run_end": max(r["end"] for r in rs) - t0}
+        rs = sorted((r for r in runs if r["phase"] == ph), key=lambda r: r["start"])
+        tagged = [t for t, line in lines if f" {ph}] " in line]
+        done = [t for t, line in lines if f" {ph}] finished:" in line]
+        phases[ph] = {
+            "first_line_s": (tagged[0] - t0) if tagged else None,
+            "first_run_start_s": rs[0]["start"] - t0,
+            "last_run_end_s": max(r["end"] for r in rs) - t0,
+            "finished_line_s": (done[0] - t0) if done else None,
+            # phase's first progress line -> its first MLflow run: Tuner set-up, actor start, imports, client
+            "first_line_to_first_run_s": (rs[0]["start"] - tagged[0]) if tagged else None,
+            # one run's end -> the next run's start (meaningful at concurrency 1: the same actor, reused)
+            "gaps_between_runs_s": [b["start"] - a["end"] for a, b in zip(rs, rs[1:])],
+            "last_run_end_to_finished_line_s": (done[0] - max(r["end"] for r in rs)) if done else None,
+        }
     work = sum(r["wall_time_s"] or 0.0 for r in runs)
     return {
         "what": f"service-{store}", "store": store, "concurrency": concurrency, "end_to_end_s": t_exit - t0,
@@ -521,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trials: {len(trial_configs(args))} ({', '.join(args.optimizers)}; {args.trials_per_optimizer} search + "
           f"{args.seeds} final each; {args.epochs} epoch(s); max_steps {args.max_steps})", flush=True)
     root = Path(tempfile.mkdtemp(prefix="amgt-overhead-"))
+    args.ray_tmp = tempfile.mkdtemp(prefix="rso", dir="/tmp" if os.path.isdir("/tmp") else None)  # short: socket paths
     results: list[dict] = []
     out: dict = {"machine": info, "argv": argv, "trials": len(trial_configs(args)), "results": results}
     try:
@@ -549,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(out, indent=1, default=str))
+        shutil.rmtree(args.ray_tmp, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:

@@ -136,39 +136,5 @@ def test_report_unknown_study_is_a_clear_error(tmp_path):
                     cwd=tmp_path)
     assert result.exit_code == 1
     line = error_line(result)
-    assert "nosuch" in line or "not available" in line
+    assert "nosuch" in line
 
-
-def test_ui_serves_the_store_on_localhost(tmp_path):
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", "from study.cli import main; main()", "ui", "--port", str(port),
-                             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    assert resp.read().strip() == b"OK"
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow ui did not answer")
-        with socket.socket() as s:  # bound to localhost only: not reachable on another local address
-            s.settimeout(1)
-            other = socket.gethostbyname(socket.gethostname())
-            if not other.startswith("127."):
-                assert s.connect_ex((other, port)) != 0
-    finally:
-        import os
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
