@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from tracking import schema
+from tracking.store import get_or_create_experiment
 
 __all__ = ["Effect", "log_trial", "start_parent", "write_study", "trial_history"]
 
@@ -150,9 +151,6 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, *, s
     return rid
 
 
-def _experiment(client: MlflowClient, study: str) -> str:
-    exp = client.get_experiment_by_name(study)
-    return exp.experiment_id if exp else client.create_experiment(study)
 
 
 def write_study(
@@ -185,7 +183,7 @@ def write_study(
     ``{"val_accuracy": 0.9, "train_loss": 0.3}``; the target_* final metrics are derived from the curves.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
-    exp_id = _experiment(client, study)
+    exp_id = get_or_create_experiment(study, tracking_uri)  # artifacts beside the store, not ./mlruns
     default_phases = {"comparison": ("search", "final"), "sensitivity": ("grid",),
                       "ablation": ("ablation",), "quadratic": ("quadratic",)}[kind]
     phases = tuple(phases) if phases is not None else default_phases
