@@ -14,6 +14,34 @@ from ._validation import check_flag, check_number
 __all__ = ["AMGT"]
 
 _VARIANCES = ("relative", "absolute")
+_GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "gamma", "tau", "lr_decay",
+               "threshold_feedback", "variance", "maximize", "foreach", "compiled")
+
+
+def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, decoupled_weight_decay: Any,
+                           gamma: Any, tau: Any, lr_decay: Any, threshold_feedback: Any, variance: Any,
+                           maximize: Any, foreach: Any, compiled: Any) -> None:
+    """Raise ``ValueError`` naming the first argument out of its range (see :class:`AMGT`'s Args)."""
+    check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
+    check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
+    check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+    check_number("gamma", gamma, ">= 0 and finite (0 switches variance-adaptive momentum off)",
+                 lambda x: x >= 0)
+    check_number("tau", tau, "[0, 1] (0 switches thresholding off; <= 1 keeps each tensor's largest "
+                 "element)", lambda x: 0 <= x <= 1)
+    check_number("lr_decay", lr_decay, ">= 0 and finite (0 keeps the step size constant)", lambda x: x >= 0)
+    if variance not in _VARIANCES:
+        raise ValueError(f"Invalid variance: {variance!r} (allowed: {', '.join(map(repr, _VARIANCES))})")
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    check_flag("threshold_feedback", threshold_feedback)
+    check_flag("maximize", maximize)
+    check_flag("compiled", compiled)
+    if foreach is not None and not isinstance(foreach, bool):
+        raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
 
 
 class AMGT(Optimizer):
@@ -108,26 +136,10 @@ class AMGT(Optimizer):
         foreach: Optional[bool] = None,
         compiled: bool = False,
     ) -> None:
-        check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
-        check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
-        check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
-        check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
-        check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
-        check_number("gamma", gamma, ">= 0 and finite (0 switches variance-adaptive momentum off)",
-                     lambda x: x >= 0)
-        check_number("tau", tau, "[0, 1] (0 switches thresholding off; <= 1 keeps each tensor's largest "
-                     "element)", lambda x: 0 <= x <= 1)
-        check_number("lr_decay", lr_decay, ">= 0 and finite (0 keeps the step size constant)", lambda x: x >= 0)
-        if variance not in _VARIANCES:
-            raise ValueError(f"Invalid variance: {variance!r} (allowed: {', '.join(map(repr, _VARIANCES))})")
-        check_flag("decoupled_weight_decay", decoupled_weight_decay)
-        check_flag("threshold_feedback", threshold_feedback)
-        check_flag("maximize", maximize)
-        check_flag("compiled", compiled)
-        if foreach is not None and not isinstance(foreach, bool):
-            raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+        _check_hyperparameters(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+            gamma=gamma, tau=tau, lr_decay=lr_decay, threshold_feedback=threshold_feedback, variance=variance,
+            maximize=maximize, foreach=foreach, compiled=compiled)
         defaults = dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, gamma=gamma, tau=tau, lr_decay=lr_decay,
@@ -137,6 +149,21 @@ class AMGT(Optimizer):
         super().__init__(params, defaults)
         self._diagnostics = Diagnostics()
         self._workspace = Workspace()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, as torch.optim does, checking its own hyperparameters like the constructor's.
+
+        Raises:
+            ValueError: a group value out of range (names the group index, the argument and the range);
+                the group is not added.
+        """
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check_hyperparameters(**{k: group[k] for k in _GROUP_KEYS})
+        except ValueError as exc:
+            self.param_groups.pop()
+            raise ValueError(f"param group {len(self.param_groups)}: {exc}") from None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

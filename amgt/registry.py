@@ -70,8 +70,27 @@ class OptimizerSpec:
                     f"Unknown hyperparameter {key!r} for optimizer {self.name!r}; "
                     f"allowed: {', '.join(sorted(allowed))}"
                 )
+        self._check_types(hparams)
         kwargs = {**self.defaults, **hparams, **self.fixed}
         return self.cls(params, **kwargs)
+
+    def _check_types(self, hparams: dict[str, Any]) -> None:
+        """Refuse a value whose type does not fit the class's default for that argument (a number where
+        the default is a number, a pair where it is a pair): torch.optim's own range checks raise a bare
+        ``TypeError`` ("'<=' not supported ...") on a string or None, and ignore a third beta."""
+        sig = inspect.signature(self.cls.__init__).parameters
+        for key, value in hparams.items():
+            default = sig[key].default if key in sig else inspect.Parameter.empty
+            if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
+                continue
+            if isinstance(default, (int, float)):
+                if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                    raise ValueError(f"Invalid {key} for optimizer {self.name!r}: {value!r} (allowed: a number)")
+            elif isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
+                if (not isinstance(value, (tuple, list)) or len(value) != len(default)
+                        or any(isinstance(v, bool) or not isinstance(v, (int, float, torch.Tensor)) for v in value)):
+                    raise ValueError(f"Invalid {key} for optimizer {self.name!r}: {value!r} "
+                                     f"(allowed: {len(default)} numbers, e.g. {default!r})")
 
 
 _REGISTRY: dict[str, OptimizerSpec] = {}

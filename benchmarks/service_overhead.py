@@ -502,6 +502,31 @@ def summarise(results: list[dict]) -> list[str]:
     return lines
 
 
+def breakdown(results: list[dict]) -> list[str]:
+    """Where each service run's wall time went (seconds from the driver's start)."""
+    lines = ["| run | c | start-up: driver start → first progress line | search: first line → first MLflow run | "
+             "final: first line → first MLflow run | gaps between runs in a phase | MLflow run span − trial wall_time_s "
+             "(per trial) | last run end → exit | end-to-end |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if not r["what"].startswith("service"):
+            continue
+        ph = r["phases"]
+        gaps = [g for p in ph.values() for g in p["gaps_between_runs_s"]]
+        inside = [t["run_span_minus_trial_s"] for t in r["per_trial"]]
+
+        def f(x):
+            return "–" if x is None else f"{x:.1f}"
+
+        lines.append(
+            f"| {r['what']} (repeat {r.get('repeat')}) | {r['concurrency']} | {f(r['driver_to_first_line_s'])} | "
+            f"{f(ph.get('search', {}).get('first_line_to_first_run_s'))} | "
+            f"{f(ph.get('final', {}).get('first_line_to_first_run_s'))} | "
+            f"{', '.join(f'{g:.2f}' for g in gaps) or '–'} | {min(inside):.2f}–{max(inside):.2f} | "
+            f"{f(r['last_run_end_to_exit_s'])} | {r['end_to_end_s']:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("_direct", "_startup", "_probe"):
@@ -522,7 +547,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("AMGT_DATA_DIR"), help="holds MNIST/raw (default $AMGT_DATA_DIR)")
     p.add_argument("--json", dest="json_path", help="write all results here")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument("--tables", metavar="JSON", help="only print the tables of an earlier --json result")
     args = p.parse_args(argv)
+    if args.tables:
+        data = json.loads(Path(args.tables).read_text())
+        for line in summarise(data["results"]) + [""] + breakdown(data["results"]):
+            print(line)
+        if data.get("startup"):
+            print("\nstart-up pieces (s): " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in data["startup"].items()))
+        return 0
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     bad = [s for s in stores if s not in ("sqlite", "postgresql")]
@@ -561,9 +595,11 @@ def main(argv: list[str] | None = None) -> int:
                     r["repeat"] = rep
                     r["load_average_after"] = os.getloadavg()
                     results.append(r)
+                    if args.json_path:  # after every measurement, so a long run leaves what it measured
+                        Path(args.json_path).write_text(json.dumps(out, indent=1, default=str))
                     print(f"{r['what']:<18} c={c} repeat {rep}: end-to-end {r['end_to_end_s']:.1f} s, "
                           f"Σ trial wall {r['trial_wall_time_sum_s']:.1f} s ({time.time() - t:.0f} s)", flush=True)
-        for line in summarise(results):
+        for line in summarise(results) + [""] + breakdown(results):
             print(line)
     finally:
         if args.json_path:

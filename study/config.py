@@ -17,6 +17,7 @@ what is allowed; nothing is written to MLflow or Optuna before a file validates.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -106,15 +107,28 @@ class OptimizerEntry(_Strict):
                         f"{where}.{key}: not a hyperparameter of {self.name!r}{pinned}; "
                         f"allowed: {', '.join(sorted(allowed))}"
                     )
+        for key, value in self.hparams.items():
+            _check_buildable(self.name, {key: value}, f"hparams.{key}", value)
+        if len(self.hparams) > 1:
+            _check_buildable(self.name, self.hparams, "hparams", self.hparams)
+        for key, dim in (self.search_space or {}).items():
+            if key in self.hparams:
+                continue
+            values = dim.choices if dim.type == "categorical" else (dim.low, dim.high)
+            for value in values:
+                if dim.type == "int":
+                    value = int(value)
+                _check_buildable(self.name, {**self.hparams, key: value}, f"search_space.{key}", value)
         lr = self.hparams.get("lr")
-        if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
             raise ValueError(f"hparams.lr must be > 0, got {lr!r}")
         if self.search_space and "lr" in self.search_space:
             dim = self.search_space["lr"]
             if dim.type != "categorical" and dim.low <= 0:
                 raise ValueError(f"search_space.lr: lr bounds must be > 0, got low={dim.low!r}")
             if dim.type == "categorical" and any(
-                not isinstance(c, (int, float)) or c <= 0 for c in dim.choices
+                isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0
+                for c in dim.choices
             ):
                 raise ValueError(f"search_space.lr: every lr choice must be > 0, got {list(dim.choices)}")
         return self
@@ -123,6 +137,20 @@ class OptimizerEntry(_Strict):
         """The space actually searched: ``search_space`` or the default, less the fixed ``hparams``."""
         space = self.search_space if self.search_space is not None else default_space(self.name)
         return {k: v for k, v in space.items() if k not in self.hparams}
+
+
+def _check_buildable(name: str, hparams: dict[str, Any], where: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``amgt.build_optimizer(name, ..., **hparams)`` accepts
+    ``hparams`` (the optimizer's own range checks, run on a one-element dummy tensor), so a value out of
+    range (``betas: [1.5, 0.9]``, ``tau: -1``, a string) is refused before any trial starts."""
+    import torch
+
+    from amgt import build_optimizer
+
+    try:
+        build_optimizer(name, [torch.zeros(1, requires_grad=True)], **hparams)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {value!r} is not accepted by {name!r}: {' '.join(str(exc).split())}") from None
 
 
 class EarlyStopping(_Strict):
@@ -172,8 +200,8 @@ class SearchConfig(_Strict):
 class SensitivityConfig(_Strict):
     """A log grid of learning rates (claim C10): ``points`` values from ``lr_low`` to ``lr_high``."""
 
-    lr_low: float = Field(gt=0)
-    lr_high: float = Field(gt=0)
+    lr_low: float = Field(gt=0, allow_inf_nan=False)
+    lr_high: float = Field(gt=0, allow_inf_nan=False)
     points: int = Field(ge=2)
 
     @model_validator(mode="after")
@@ -189,8 +217,8 @@ class SensitivityConfig(_Strict):
 class Resources(_Strict):
     """Resources of one trial, as Ray Tune takes them (``tune.with_resources``): CPUs and (fractional) GPUs."""
 
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    cpus: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gpus: float = Field(0.0, ge=0, allow_inf_nan=False)
 
 
 class StudyConfig(_Strict):
@@ -223,7 +251,7 @@ class StudyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
+        if not _NAME_RE.fullmatch(v):  # not .match: '$' would accept a trailing newline
             raise ValueError(
                 f"invalid study name {v!r}: use letters, digits, '.', '_' or '-' (start with a letter or digit)"
             )
@@ -274,9 +302,32 @@ class StudyConfig(_Strict):
             if self.search.metric not in allowed:
                 raise ValueError(f"search.metric {self.search.metric!r} does not apply to this benchmark; "
                                  f"allowed: {', '.join(allowed)}")
+        if self.device.startswith("cuda"):
+            # Ray Tune hides every GPU from a trial that asked for none (CUDA_VISIBLE_DEVICES=""), and shows
+            # a trial ceil(gpus) devices numbered from 0: any other device fails every trial.
+            index = int(self.device.partition(":")[2] or 0)
+            if self.resources.gpus == 0:
+                raise ValueError(f"device: {self.device!r} needs resources.gpus > 0 (Ray Tune gives a trial "
+                                 "without GPUs no CUDA device); set resources.gpus or use device 'auto'")
+            if index >= max(1, math.ceil(self.resources.gpus)):
+                raise ValueError(f"device: {self.device!r} is not visible to a trial with resources.gpus="
+                                 f"{self.resources.gpus:g} (its GPUs are numbered from cuda:0); use 'cuda' or 'auto'")
+        if self.search is not None and self.search.early_stopping is not None:
+            epochs = self.epochs if self.epochs is not None else self._default_epochs()
+            grace = self.search.early_stopping.grace_period
+            if epochs is not None and grace > epochs:
+                raise ValueError(f"search.early_stopping.grace_period: {grace} is more than the {epochs} epoch(s) "
+                                 "of a trial (ASHA needs grace_period <= epochs)")
         if self.kind == "quadratic" and self._benchmark_kind() != "quadratic":
             raise ValueError(f"benchmark: kind 'quadratic' needs quadratic benchmarks, got {self.benchmark!r}")
         return self
+
+    def _default_epochs(self) -> int | None:
+        try:
+            from workers import get_benchmark
+        except ImportError:
+            return None
+        return get_benchmark(self.benchmarks[0]).defaults.get("epochs")
 
     def _benchmark_kind(self) -> str | None:
         try:
@@ -458,9 +509,16 @@ def load_study(path: str | Path, sets: list[str] | tuple[str, ...] = (), **overr
     if not p.is_file():
         raise StudyConfigError(f"study file {path}: not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyConfigError(f"study file {path}: cannot be read as UTF-8 text ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StudyConfigError(f"study file {path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        raise StudyConfigError(f"study file {path}: the file is empty; expected a mapping of fields "
+                               "(name, kind, benchmark, optimizers, ...)")
     return parse_study(apply_sets(data, sets, str(path)), str(path), **overrides)
 
 
