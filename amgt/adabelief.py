@@ -22,6 +22,25 @@ from ._validation import check_flag, check_number
 __all__ = ["AdaBelief", "adabelief_update"]
 
 
+_GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "foreach")
+
+
+def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, decoupled_weight_decay: Any,
+                           maximize: Any, foreach: Any) -> None:
+    """Raise ``ValueError`` naming the first argument out of its range (see :class:`AdaBelief`'s Args)."""
+    check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
+    check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
+    check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    check_flag("maximize", maximize)
+    if foreach is not None and not isinstance(foreach, bool):
+        raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+
+
 class AdaBelief(Optimizer):
     r"""AdaBelief: Adam whose second moment tracks the "belief" (g_t - m_t)² instead of g_t².
 
@@ -71,20 +90,25 @@ class AdaBelief(Optimizer):
         maximize: bool = False,
         foreach: Optional[bool] = None,
     ) -> None:
-        check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
-        check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
-        check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
-        check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
-        check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
-        check_flag("decoupled_weight_decay", decoupled_weight_decay)
-        check_flag("maximize", maximize)
-        if foreach is not None and not isinstance(foreach, bool):
-            raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+        _check_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                               decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach)
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, as torch.optim does, checking its own hyperparameters like the constructor's.
+
+        Raises:
+            ValueError: a group value out of range (names the group index and the argument); not added.
+        """
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check_hyperparameters(**{k: group[k] for k in _GROUP_KEYS})
+        except ValueError as exc:
+            self.param_groups.pop()
+            raise ValueError(f"param group {len(self.param_groups)}: {exc}") from None
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:

@@ -1,7 +1,7 @@
 """``amgt-study``: run, resume and inspect optimizer studies; open the MLflow UI; build reports.
 
 Every command has ``--help``.  Errors are one clear line on stderr and a non-zero exit status
-(1: the study or a store is unusable; 2: a usage error, as click reports them; 3: ``run``/``resume``
+(1: the study, its data or a store is unusable; 2: a usage error, as click reports them; 3: ``run``/``resume``
 finished but some planned trials failed after their retries; 130: interrupted).
 """
 
@@ -80,7 +80,7 @@ def cli() -> None:
 def run(file: str, tracking_uri: str | None, optuna_storage: str | None, name: str | None,
         ray_address: str | None, sets: tuple[str, ...], dry_run: bool) -> None:
     """Run the study in FILE (YAML); running it again finishes what is missing."""
-    from .runner import check_resources, describe_plan, local_resources, resolve_stores, run_study
+    from .runner import check_resources, check_study_data, describe_plan, local_resources, resolve_stores, run_study
 
     cfg = load_study(file, sets=sets, name=name)
     if dry_run:
@@ -89,6 +89,8 @@ def run(file: str, tracking_uri: str | None, optuna_storage: str | None, name: s
             _echo(line)
         if not (ray_address or cfg.ray_address or os.environ.get("RAY_ADDRESS")):
             check_resources(cfg, local_resources())
+        for bench, root in check_study_data(cfg):  # FileNotFoundError -> one line, exit 1 (as `run`)
+            _echo(f"  data: {bench} found in {root}")
         _echo("dry run: nothing started, nothing written")
         return
     _finish(cfg.name, run_study(cfg, tracking_uri=tracking_uri, optuna_storage=optuna_storage,
@@ -96,11 +98,14 @@ def run(file: str, tracking_uri: str | None, optuna_storage: str | None, name: s
 
 
 def _finish(name: str, summary: dict) -> None:
-    """Exit 3 when planned trials did not finish (they failed after their retries); 0 otherwise."""
+    """Exit 3 when planned trials did not finish (they failed after their retries, or were not run); 0 otherwise."""
     missing = sum(max(0, planned - s.finished.get(opt, 0)) for s in summary.values() for opt, planned in s.planned.items())
     if missing:
-        click.echo(f"warning: {missing} planned trial(s) of study {name} did not finish (failed after retries); "
-                   f"see `amgt-study status {name}`; `amgt-study resume {name}` runs them again", err=True)
+        failed = sum(getattr(s, "failed", {}).get(opt, 0) for s in summary.values() for opt in s.planned)
+        why = f"{failed} failed after their retries" + (f", {missing - failed} not run" if missing > failed else "")
+        click.echo(f"warning: {missing} planned trial(s) of study {name} did not complete ({why}); "
+                   f"see `amgt-study status {name}`; `amgt-study resume {name}` runs the missing final/grid trials "
+                   f"again (a failed search trial has used its share of the budget)", err=True)
         sys.exit(3)
 
 
@@ -116,29 +121,48 @@ def resume(name: str, ray_address: str | None) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: the saved study's, then MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
 @_guard
-def status(name: str, tracking_uri: str | None) -> None:
-    """Trials planned / finished / diverged / failed / running per phase and optimizer, and the best so far."""
-    from .runner import study_status
+def status(name: str | None, tracking_uri: str | None) -> None:
+    """Trials planned / completed / diverged / failed / running per phase and optimizer, the attempts (MLflow
+    runs; a retried trial has one per attempt), and the best so far.  Without NAME: one line per study."""
+    from .runner import studies_overview, study_status
 
-    for line in study_status(name, tracking_uri=tracking_uri):
+    lines = study_status(name, tracking_uri=tracking_uri) if name else studies_overview(tracking_uri=tracking_uri)
+    for line in lines:
         _echo(line)
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a field, as for `run`.")
 @_guard
-def validate(file: str, sets: tuple[str, ...]) -> None:
-    """Check the study FILE against the schema (fields, optimizers, benchmarks, search spaces).
+def validate(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Check each study FILE against the schema (fields, optimizers, benchmarks, search spaces): one line per
+    file ("ok: ..." or "error: ..."), exit 1 if any fails (`validate studies/*.yaml`).
 
-    Resources are checked against a cluster by `run` (and against this machine by `run --dry-run`)."""
-    cfg = load_study(file, sets=sets)
-    n_opt = len(cfg.optimizers)
-    _echo(f"ok: {file}: study {cfg.name} ({cfg.kind}, {cfg.benchmark}, {n_opt} optimizer{'s' * (n_opt != 1)}, "
-          f"phases {', '.join(cfg.phases)})")
+    A schema check only: resources are checked against a cluster by `run` (and against this machine by
+    `run --dry-run`); missing benchmark data is a warning here and an error for `run` and `run --dry-run`."""
+    from .runner import check_study_data, StudyRunError
+
+    bad = 0
+    for file in files:
+        try:
+            cfg = load_study(file, sets=sets)
+        except StudyConfigError as exc:
+            bad += 1
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            continue
+        n_opt = len(cfg.optimizers)
+        _echo(f"ok: {file}: study {cfg.name} ({cfg.kind}, {cfg.benchmark}, {n_opt} optimizer{'s' * (n_opt != 1)}, "
+              f"phases {', '.join(cfg.phases)})")
+        try:
+            check_study_data(cfg)
+        except (FileNotFoundError, StudyRunError) as exc:
+            click.echo(f"warning: {file}: `run` will refuse it: {' '.join(str(exc).split())}", err=True)
+    if bad:
+        sys.exit(1)
 
 
 @cli.command("list")

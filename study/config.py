@@ -107,6 +107,19 @@ class OptimizerEntry(_Strict):
                         f"{where}.{key}: not a hyperparameter of {self.name!r}{pinned}; "
                         f"allowed: {', '.join(sorted(allowed))}"
                     )
+        lr = self.hparams.get("lr")
+        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0
+                                   and math.isfinite(lr)):
+            raise ValueError(f"hparams.lr must be > 0 and finite, got {lr!r}")
+        if self.search_space and "lr" in self.search_space:
+            dim = self.search_space["lr"]
+            if dim.type != "categorical" and dim.low <= 0:
+                raise ValueError(f"search_space.lr: lr bounds must be > 0, got low={dim.low!r}")
+            if dim.type == "categorical" and any(
+                isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0
+                for c in dim.choices
+            ):
+                raise ValueError(f"search_space.lr: every lr choice must be > 0, got {list(dim.choices)}")
         for key, value in self.hparams.items():
             _check_buildable(self.name, {key: value}, f"hparams.{key}", value)
         if len(self.hparams) > 1:
@@ -119,18 +132,6 @@ class OptimizerEntry(_Strict):
                 if dim.type == "int":
                     value = int(value)
                 _check_buildable(self.name, {**self.hparams, key: value}, f"search_space.{key}", value)
-        lr = self.hparams.get("lr")
-        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-            raise ValueError(f"hparams.lr must be > 0, got {lr!r}")
-        if self.search_space and "lr" in self.search_space:
-            dim = self.search_space["lr"]
-            if dim.type != "categorical" and dim.low <= 0:
-                raise ValueError(f"search_space.lr: lr bounds must be > 0, got low={dim.low!r}")
-            if dim.type == "categorical" and any(
-                isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0
-                for c in dim.choices
-            ):
-                raise ValueError(f"search_space.lr: every lr choice must be > 0, got {list(dim.choices)}")
         return self
 
     def resolved_space(self) -> dict[str, Dimension]:
@@ -161,7 +162,7 @@ class EarlyStopping(_Strict):
     """
 
     type: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1)
+    grace_period: int = Field(1, ge=1, strict=True)
     reduction_factor: float = Field(2.0, gt=1)
 
 
@@ -174,12 +175,12 @@ class SearchConfig(_Strict):
     """
 
     sampler: Literal["tpe", "random", "grid", "qmc"] = "tpe"
-    trials_per_optimizer: int = Field(ge=1)
+    trials_per_optimizer: int = Field(ge=1, strict=True)
     metric: str = "val_accuracy"
     mode: Literal["min", "max"] | None = None
     early_stopping: EarlyStopping | None = None
-    seed: int = Field(0, ge=0)
-    grid_points: int = Field(3, ge=1)
+    seed: int = Field(0, ge=0, strict=True)
+    grid_points: int = Field(3, ge=1, strict=True)
 
     @model_validator(mode="after")
     def _metric_mode(self) -> "SearchConfig":
@@ -202,7 +203,7 @@ class SensitivityConfig(_Strict):
 
     lr_low: float = Field(gt=0, allow_inf_nan=False)
     lr_high: float = Field(gt=0, allow_inf_nan=False)
-    points: int = Field(ge=2)
+    points: int = Field(ge=2, strict=True)
 
     @model_validator(mode="after")
     def _range(self) -> "SensitivityConfig":
@@ -228,22 +229,22 @@ class StudyConfig(_Strict):
     kind: Literal["comparison", "sensitivity", "ablation", "quadratic"]
     benchmark: str | list[str]
     description: str = ""
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    max_steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1, strict=True)
+    batch_size: int | None = Field(None, ge=1, strict=True)
+    max_steps: int | None = Field(None, ge=1, strict=True)
     val_fraction: float | None = Field(None, gt=0, lt=1)
     target: dict[str, float] | None = None
     evaluate_test: bool = True
     data_dir: str | None = None
     device: str = "auto"
     optimizers: list[OptimizerEntry] = Field(min_length=1)
-    seeds: int = Field(1, ge=1)
-    seed_start: int = Field(0, ge=0)
+    seeds: int = Field(1, ge=1, strict=True)
+    seed_start: int = Field(0, ge=0, le=2**62 - 10**6, strict=True)  # workers.train.MAX_SEED, less room for the seeds
     search: SearchConfig | None = None
     sensitivity: SensitivityConfig | None = None
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=0)
+    max_concurrent_trials: int | None = Field(None, ge=1, strict=True)
+    max_failures: int = Field(1, ge=0, strict=True)
     tracking_uri: str | None = None
     optuna_storage: str | None = None
     ray_address: str | None = None
@@ -286,6 +287,16 @@ class StudyConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"optimizers: listed more than once: {', '.join(dupes)}")
+        if isinstance(self.benchmark, list) and len(set(self.benchmark)) != len(self.benchmark):
+            dupes = sorted({b for b in self.benchmark if self.benchmark.count(b) > 1})
+            raise ValueError(f"benchmark: listed more than once: {', '.join(dupes)} (trial keys would collide)")
+        for i, entry in enumerate(self.optimizers):
+            if self.kind != "comparison" and entry.search_space is not None:
+                raise ValueError(f"optimizers.{i} ({entry.name}).search_space: only kind 'comparison' searches; "
+                                 f"kind {self.kind!r} would ignore it (use hparams)")
+            if self.sensitivity is not None and "lr" in entry.hparams:
+                raise ValueError(f"optimizers.{i} ({entry.name}).hparams.lr: the sensitivity lr grid sets lr; "
+                                 "a fixed lr would be ignored (remove it)")
         if isinstance(self.benchmark, list) and self.kind != "quadratic":
             raise ValueError("benchmark: a list of benchmarks is allowed for kind 'quadratic' only")
         if self.kind == "comparison" and self.search is None:
@@ -312,6 +323,16 @@ class StudyConfig(_Strict):
             if index >= max(1, math.ceil(self.resources.gpus)):
                 raise ValueError(f"device: {self.device!r} is not visible to a trial with resources.gpus="
                                  f"{self.resources.gpus:g} (its GPUs are numbered from cuda:0); use 'cuda' or 'auto'")
+        if self.target:
+            try:
+                from workers import get_benchmark
+            except ImportError:
+                get_benchmark = None
+            for b in self.benchmarks if get_benchmark else []:
+                known = get_benchmark(b).defaults.get("targets", {})
+                for key in self.target:
+                    if key not in known:
+                        raise ValueError(f"target.{key}: not a target of benchmark {b!r}; allowed: {', '.join(known)}")
         if self.search is not None and self.search.early_stopping is not None:
             epochs = self.epochs if self.epochs is not None else self._default_epochs()
             grace = self.search.early_stopping.grace_period

@@ -26,6 +26,7 @@ they are neither counted nor duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -47,12 +48,14 @@ __all__ = [
     "resolve_stores",
     "check_optuna_storage",
     "check_resources",
+    "check_study_data",
     "plan_trials",
     "run_study",
     "resume_study",
     "study_state_dir",
     "load_saved_study",
     "study_status",
+    "studies_overview",
     "DEFAULT_OPTUNA_STORAGE",
     "OPTUNA_STORAGE_ENV",
     "STATE_DIR",
@@ -129,12 +132,24 @@ def check_optuna_storage(url: str, timeout: float = 5.0) -> None:
     Raises:
         StudyRunError: one line naming the URL and what to do.
     """
+    import sqlalchemy
+
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):].partition("?")[0])
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise StudyRunError(f"Optuna storage {url!r}: directory {str(path.parent)!r} is missing or not writable")
+        if not path.exists():
+            return
+        import sqlite3
+
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as c:
+                tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error as exc:
+            raise StudyRunError(f"Optuna storage {url!r}: {str(path)!r} is not a usable SQLite database ({exc}); "
+                                "point --optuna-storage at another file") from None
+        _check_optuna_tables(url, tables)
         return
-    import sqlalchemy
 
     import tracking
 
@@ -144,6 +159,7 @@ def check_optuna_storage(url: str, timeout: float = 5.0) -> None:
                                           poolclass=sqlalchemy.pool.NullPool)
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
+            tables = set(sqlalchemy.inspect(conn).get_table_names())
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error is "unreachable" to the user
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
@@ -151,6 +167,32 @@ def check_optuna_storage(url: str, timeout: float = 5.0) -> None:
             f"Optuna storage {masked!r} is unreachable: {text}; start the database or fix --optuna-storage "
             f"/ the study file's optuna_storage / ${OPTUNA_STORAGE_ENV}"
         ) from None
+    _check_optuna_tables(masked, tables)
+
+
+def _check_optuna_tables(url: str, tables: set[str]) -> None:
+    """Refuse a database that already holds another Alembic-managed schema (e.g. the MLflow store):
+    Optuna and MLflow both keep their schema version in a table ``alembic_version``, so Optuna would
+    refuse it mid-study ("no longer compatible with the table schema")."""
+    if "alembic_version" in tables and "version_info" not in tables:
+        hint = " (it is an MLflow tracking store)" if "experiments" in tables else ""
+        raise StudyRunError(f"Optuna storage {url!r} already holds another application's tables{hint}; "
+                            "give Optuna its own database (e.g. sqlite:///optuna.db)")
+
+
+def _same_database(a: str, b: str) -> bool:
+    """Whether two SQLAlchemy URLs name the same database (SQLite: the same file)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        ua, ub = make_url(a), make_url(b)
+    except Exception:  # noqa: BLE001 - http:// tracking URIs and the like are never the Optuna database
+        return False
+    if ua.get_backend_name() != ub.get_backend_name():
+        return False
+    if ua.get_backend_name() == "sqlite":
+        return bool(ua.database and ub.database) and Path(ua.database).resolve() == Path(ub.database).resolve()
+    return ((ua.host, ua.port, ua.database or ua.username) == (ub.host, ub.port, ub.database or ub.username))
 
 
 def check_stores(stores: Stores) -> None:
@@ -161,6 +203,10 @@ def check_stores(stores: Stores) -> None:
         tracking.check_tracking_store(stores.tracking_uri)
     except tracking.TrackingStoreError as exc:
         raise StudyRunError(str(exc)) from None
+    if _same_database(stores.tracking_uri, stores.optuna_storage):
+        raise StudyRunError(f"the Optuna storage and the MLflow store are the same database "
+                            f"({tracking.mask_uri(stores.optuna_storage)!r}); their schemas clash: give Optuna its "
+                            "own (--optuna-storage, e.g. sqlite:///optuna.db)")
     check_optuna_storage(stores.optuna_storage)
 
 
@@ -199,6 +245,40 @@ def local_resources() -> dict[str, float]:
     except Exception:  # noqa: BLE001
         gpus = 0
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+
+
+def check_study_data(cfg: StudyConfig) -> list[tuple[str, Path]]:
+    """Check, before anything starts, that every benchmark's data is in the data dir its trials will use:
+    the file's ``data_dir``, else ``$AMGT_DATA_DIR``, else ``~/.cache/amgt-study/data`` (as
+    ``workers.run_trial`` resolves it).  Cheap: file existence and sizes (``workers.benchmarks.check_data``).
+
+    The check runs on the driver's machine: on a cluster the data dir must be the same path on every node
+    (docker-compose.yml mounts one ``data`` volume at ``/data`` = ``AMGT_DATA_DIR`` everywhere).
+
+    Returns:
+        ``[(benchmark, data root)]`` of the benchmarks that need data (digits and the functions need none).
+
+    Raises:
+        FileNotFoundError: data missing: the study, the benchmark, and the loader's message (folder, files
+            expected, how to get them).
+        StudyRunError: a data file that is corrupt or truncated.
+    """
+    from workers.benchmarks import check_data
+
+    checked = []
+    for bench in cfg.benchmarks:
+        try:
+            root = check_data(bench, cfg.data_dir)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"study {cfg.name}: benchmark {bench}: {exc}") from None
+        except ValueError as exc:
+            raise StudyRunError(f"study {cfg.name}: benchmark {bench}: {exc}") from None
+        if root is not None:
+            checked.append((bench, root))
+    return checked
 
 
 # ---- planning ---------------------------------------------------------------------------------------
@@ -564,7 +644,9 @@ def _progress_callback_cls():
             text = _trial_error_text(trial)
             if key:
                 _close_running(self.ctx, key, failed=True, reason=text)
-            self._line(opt, f"failed {trial.trial_id}: {_last_line(text)}")
+                text = _failure_text(self.ctx, trial, key)
+            n = self._attempts(trial)
+            self._line(opt, f"failed {trial.trial_id} after {n} attempt{'s' * (n != 1)}: {_last_line(text)}")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             opt, key = self._key(trial)
@@ -573,7 +655,13 @@ def _progress_callback_cls():
             text = _trial_error_text(trial)
             if key:
                 _close_running(self.ctx, key, failed=True, reason=text)
-            self._line(opt, f"retrying {trial.trial_id} after: {_last_line(text)}")
+                text = _failure_text(self.ctx, trial, key)
+            self._line(opt, f"retrying {trial.trial_id} after attempt {self._attempts(trial)} failed: {_last_line(text)}")
+
+        @staticmethod
+        def _attempts(trial) -> int:
+            """Attempts of this Ray trial that failed so far (Ray Tune's ``num_failures``; at least 1 here)."""
+            return max(1, int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0))
 
     return StudyProgress
 
@@ -587,11 +675,51 @@ def _last_line(text: str, limit: int = 300) -> str:
 
 
 def _trial_error_text(trial) -> str:
+    """The error of the trial's latest failure, from Ray Tune's error file.
+
+    Ray Tune appends ``Failure # N ...`` + the exception to ``error.txt`` in the trial's driver-side staging
+    dir just before the callbacks run (``Trial.handle_error``); ``Trial.get_error`` reads the copy in the
+    storage path, which may not be synced yet, so the local file is read first."""
+    err = None
+    path = getattr(trial, "error_file", None)
     try:
-        err = trial.get_error()
-    except Exception:  # noqa: BLE001
+        if path and os.path.isfile(path):
+            text = Path(path).read_text(errors="replace")
+            err = re.split(r"^Failure # \d+ \(occurred at [^)]*\)\s*$", text, flags=re.M)[-1].strip() or None
+    except (OSError, AttributeError):
         err = None
+    if not err:
+        try:
+            err = trial.get_error()
+        except Exception:  # noqa: BLE001
+            err = None
     return f"Ray Tune trial {trial.trial_id} failed: {err}" if err else f"Ray Tune trial {trial.trial_id} failed (worker lost)"
+
+
+def _mlflow_error(ctx: dict[str, Any], trial_key: str) -> str | None:
+    """The ``error`` tag of the latest FAILED MLflow run of ``trial_key`` (the worker's own traceback)."""
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    try:
+        flt = f"tags.{schema.TAG_TRIAL_KEY} = {_quote(trial_key)} and attributes.status = 'FAILED'"
+        runs = search_all_runs(get_client(ctx["tracking_uri"]), [ctx["experiment_id"]], flt)
+    except Exception:  # noqa: BLE001 - progress lines must not stop the study
+        return None
+    runs = sorted(runs, key=lambda r: r.info.start_time or 0)
+    return runs[-1].data.tags.get(schema.TAG_ERROR) if runs else None
+
+
+def _failure_text(ctx: dict[str, Any], trial, key: str | None) -> str:
+    """What made a trial attempt fail: Ray Tune's error for this failure; when Ray has none (the error file
+    is not there), the error the worker recorded on the trial's latest FAILED MLflow run."""
+    text = _trial_error_text(trial)
+    if key and text.endswith("(worker lost)"):
+        recorded = _mlflow_error(ctx, key)
+        if recorded:
+            return recorded
+    return text
 
 
 def _close_running(ctx: dict[str, Any], trial_key: str, *, failed: bool, reason: str) -> None:
@@ -623,10 +751,77 @@ def _close_running(ctx: dict[str, Any], trial_key: str, *, failed: bool, reason:
 
 @dataclass
 class PhaseSummary:
+    """Trials of one phase per optimizer.  ``finished``: planned trials with a result (a FINISHED run:
+    completed, early-stopped or diverged); ``diverged``: of those, diverged; ``failed``: trials that failed
+    on every attempt (no FINISHED run); ``attempts``: the MLflow runs (attempts) of those failed trials;
+    ``not_run``: optimizers skipped (``final`` without a completed search trial); ``launched``: Ray trials
+    started now."""
+
     phase: str
     planned: dict[str, int] = field(default_factory=dict)
     finished: dict[str, int] = field(default_factory=dict)
     launched: int = 0
+    diverged: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    not_run: set[str] = field(default_factory=set)
+
+    def describe(self) -> str:
+        """``"adam: 0/1 completed, 1 failed after 2 attempts; sgd: 1/2 completed, 1 diverged"``."""
+        parts = []
+        for opt, planned in self.planned.items():
+            div = self.diverged.get(opt, 0)
+            text = f"{opt}: {self.finished.get(opt, 0) - div}/{planned} completed"
+            if div:
+                text += f", {div} diverged"
+            if self.failed.get(opt):
+                n, a = self.failed[opt], self.attempts.get(opt, 0)
+                text += f", {n} failed after {a} attempt{'s' * (a != 1)}"
+            if opt in self.not_run:
+                text += " (not run: no completed search trial)"
+            parts.append(text)
+        return "; ".join(parts)
+
+
+def _key_outcomes(ctx: dict[str, Any], phase: str) -> dict[str, dict[str, int]]:
+    """``{trial_key: {"finished", "diverged", "failed", "running", "runs"}}`` from the phase's MLflow trial runs."""
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    client = get_client(ctx["tracking_uri"])
+    flt = (f"tags.{schema.TAG_STUDY} = {_quote(ctx['study'])} and tags.{schema.TAG_PHASE} = {_quote(phase)} "
+           f"and tags.{schema.TAG_ROLE} = '{schema.ROLE_TRIAL}'")
+    out: dict[str, dict[str, int]] = {}
+    for run in search_all_runs(client, [ctx["experiment_id"]], flt):
+        key = run.data.tags.get(schema.TAG_TRIAL_KEY)
+        c = out.setdefault(key, {"finished": 0, "diverged": 0, "failed": 0, "running": 0, "runs": 0})
+        c["runs"] += 1
+        if run.info.status == "FINISHED":
+            c["finished"] += 1
+            c["diverged"] += run.data.tags.get(schema.TAG_OUTCOME) == "diverged"
+        elif run.info.status == "RUNNING":
+            c["running"] += 1
+        else:
+            c["failed"] += 1
+    return out
+
+
+def _tally(ctx: dict[str, Any], phase: str, keys: dict[str, list[str]], summary: PhaseSummary) -> None:
+    """Fill ``summary``'s finished/diverged/failed/attempts for ``keys`` ({optimizer: planned trial keys})."""
+    outcomes = _key_outcomes(ctx, phase)
+    for opt, ks in keys.items():
+        fin = div = failed = attempts = 0
+        for k in ks:
+            c = outcomes.get(k)
+            if c is not None and c["finished"]:
+                fin += 1
+                div += c["diverged"] > 0
+            elif c is None or not c["running"]:
+                failed += 1
+                attempts += c["runs"] if c else 0
+        summary.finished[opt], summary.diverged[opt] = fin, div
+        summary.failed[opt], summary.attempts[opt] = failed, attempts
 
 
 def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
@@ -688,11 +883,7 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
                 summary: PhaseSummary) -> None:
     """The search phase: each optimizer's remaining Optuna budget, in one Tuner (per optimizer with ASHA,
     so early stopping compares trials of the same optimizer only)."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     s = cfg.search
-    searcher_cls, multi_cls = _make_searcher_cls(), _make_multi_searcher_cls()
     pending: dict[str, tuple[int, int]] = {}  # optimizer -> (done before, remaining)
     ctx = {**ctx, "search": {}}
     for entry in cfg.optimizers:
@@ -720,8 +911,23 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
                                      "fixed_hparams": dict(entry.hparams), "optuna_study_name": name}
         echo(f"[{cfg.name} search] {entry.name}: {s.trials_per_optimizer - done} trial(s) to run ({done} done before); "
              f"space {', '.join(f'{k} {v.describe()}' for k, v in space.items())}")
-    if not pending:
-        return
+    if pending:
+        _run_search_groups(cfg, ctx, stores, run_dir, echo, summary, pending)
+    keys = {}
+    for entry in cfg.optimizers:
+        if entry.resolved_space():
+            ostudy = _open_optuna_study(stores, _optuna_study_name(cfg, entry.name), s.mode)
+            keys[entry.name] = [search_trial_key(cfg.name, entry.name, t.number) for t in counted_optuna_trials(ostudy)]
+    _tally(ctx, "search", keys, summary)
+
+
+def _run_search_groups(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
+                       summary: PhaseSummary, pending: dict[str, tuple[int, int]]) -> None:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = cfg.search
+    searcher_cls, multi_cls = _make_searcher_cls(), _make_multi_searcher_cls()
     groups = [[o] for o in pending] if s.early_stopping is not None else [list(pending)]
     for group in groups:
         searchers = {}
@@ -753,9 +959,6 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
         _run_tuner(_trainable(cfg, ctx), name=f"search-{label}-{_stamp()}", storage=run_dir,
                    tune_config=tune_config, callbacks=[progress], max_failures=cfg.max_failures)
         summary.launched += sum(budgets.values())
-        for opt in group:
-            ostudy = _open_optuna_study(stores, _optuna_study_name(cfg, opt), s.mode)
-            summary.finished[opt] = len(counted_optuna_trials(ostudy))
 
 
 def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], run_dir: Path,
@@ -773,9 +976,12 @@ def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[st
             done[p["optimizer"]] += 1
     summary.planned.update(by_opt)
     summary.finished.update(done)
+    keys: dict[str, list[str]] = {}
+    for p in planned:
+        keys.setdefault(p["optimizer"], []).append(p["trial_key"])
     if not pending:
         echo(f"[{cfg.name} {phase}] all {len(planned)} planned trials already finished")
-        summary.finished.update(done)
+        _tally(ctx, phase, keys, summary)
         return
     echo(f"[{cfg.name} {phase}] launching {len(pending)} of {len(planned)} planned trials")
     progress = _progress_callback_cls()(cfg.name, phase, by_opt, done, ctx, echo)
@@ -785,9 +991,7 @@ def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[st
                callbacks=[progress], max_failures=cfg.max_failures,
                param_space={"trial": tune.grid_search(pending)})
     summary.launched += len(pending)
-    finished = _finished_keys(ctx, phase)
-    for opt in by_opt:
-        summary.finished[opt] = sum(1 for p in planned if p["optimizer"] == opt and p["trial_key"] in finished)
+    _tally(ctx, phase, keys, summary)
 
 
 def _stamp() -> str:
@@ -863,7 +1067,8 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
               echo: Echo = print) -> dict[str, PhaseSummary]:
     """Run (or finish) a study: every phase of its kind, every trial recorded in MLflow.
 
-    Order: resolve and check the stores and the Ray cluster's resources (errors here write nothing),
+    Order: check the benchmark's data (:func:`check_study_data`), resolve and check the stores and the Ray
+    cluster's resources (errors here write nothing),
     save the study for ``resume``, create the experiment, then per phase open the parent run and run
     the trials.  Running it again (or :func:`resume_study`) launches only what is missing.
 
@@ -871,12 +1076,14 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
         ``{phase: PhaseSummary}`` (trials planned and finished per optimizer, trials launched now).
 
     Raises:
-        StudyConfigError: resources the cluster does not have.  StudyRunError: unreachable store or Ray.
+        StudyConfigError: resources the cluster does not have.  StudyRunError: unreachable store or Ray,
+        corrupt data.  FileNotFoundError: the benchmark's data is missing.
     """
     import ray
 
     import tracking
 
+    check_study_data(cfg)
     stores = resolve_stores(cfg, tracking_uri, optuna_storage)
     check_stores(stores)
     started_ray = _ensure_ray(cfg, ray_address)
@@ -921,6 +1128,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                         echo(f"[{cfg.name} final] no completed search trial for {', '.join(missing)}: not re-run")
                     summary.planned.update({o.name: cfg.seeds for o in cfg.optimizers})
                     summary.finished.update({o.name: 0 for o in cfg.optimizers})
+                    summary.not_run.update(missing)
                     _run_planned(cfg, phase, plan_trials(cfg, phase, best), ctx, run_dir, echo, summary)
                 else:
                     _run_planned(cfg, phase, plan_trials(cfg, phase), ctx, run_dir, echo, summary)
@@ -932,8 +1140,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                 raise
             tracking.end_parent_run(stores.tracking_uri, parent, "FINISHED")
             results[phase] = summary
-            echo(f"[{cfg.name} {phase}] finished: " + ", ".join(
-                f"{k} {summary.finished.get(k, 0)}/{v}" for k, v in summary.planned.items()))
+            echo(f"[{cfg.name} {phase}] finished: " + summary.describe())
         echo(f"[{cfg.name}] done in {time.time() - t0:.0f} s; MLflow: {tracking.mask_uri(stores.tracking_uri)} "
              f"(experiment {cfg.name}); Optuna: {tracking.mask_uri(stores.optuna_storage)}")
         return results
@@ -949,9 +1156,12 @@ def resume_study(name: str, *, workdir: str | Path | None = None, ray_address: s
     return run_study(cfg, ray_address=ray_address, workdir=workdir, echo=echo)
 
 
-def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | Path | None = None) -> list[str]:
-    """Lines describing a study's progress: per phase and optimizer, planned vs finished/diverged/failed/running
-    runs (from MLflow), and each optimizer's Optuna trials and best value.
+def _status_counts(name: str, tracking_uri: str | None, workdir: str | Path | None):
+    """(cfg or None, resolved tracking URI, {(phase, optimizer): planned}, {(phase, optimizer): counts}).
+
+    Counts are per planned trial (``trial_key``), from MLflow: ``completed`` (a FINISHED run, not diverged),
+    ``diverged``, ``failed`` (only FAILED/KILLED runs: every attempt failed), ``running`` (a RUNNING run and no
+    FINISHED one), and ``attempts`` (all runs: a retried trial has one run per attempt).
 
     Raises:
         StudyRunError: the study is unknown to both the working directory and the tracking store.
@@ -971,7 +1181,6 @@ def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | P
         if cfg is None:
             raise StudyRunError(f"study {name!r}: {exc}") from None
         runs = None
-    lines = [f"study {name}" + (f" ({cfg.kind} on {cfg.benchmark})" if cfg else "") + f"; MLflow {tracking.mask_uri(uri)}"]
     planned: dict[tuple[str, str], int] = {}
     if cfg is not None:
         for phase in cfg.phases:
@@ -982,27 +1191,80 @@ def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | P
                     planned[(phase, entry.name)] = cfg.seeds
                 else:
                     planned[(phase, entry.name)] = sum(1 for p in plan_trials(cfg, phase) if p["optimizer"] == entry.name)
-    counts: dict[tuple[str, str], dict[str, int]] = {}
+    per_key: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
     if runs is not None and len(runs):
         tag = lambda c: f"tags.{c}"  # noqa: E731
         for _, row in runs.iterrows():
-            key = (row.get(tag(schema.TAG_PHASE)), row.get(tag(schema.TAG_OPTIMIZER)))
-            c = counts.setdefault(key, {"finished": 0, "diverged": 0, "failed": 0, "running": 0})
+            group = (row.get(tag(schema.TAG_PHASE)), row.get(tag(schema.TAG_OPTIMIZER)))
+            key = row.get(tag(schema.TAG_TRIAL_KEY)) or row["run_id"]
+            c = per_key.setdefault(group, {}).setdefault(key, {"finished": 0, "diverged": 0, "running": 0, "runs": 0})
+            c["runs"] += 1
             if row["status"] == "RUNNING":
                 c["running"] += 1
             elif row["status"] == "FINISHED":
                 c["finished"] += 1
-                if row.get(tag(schema.TAG_OUTCOME)) == "diverged":
-                    c["diverged"] += 1
+                c["diverged"] += row.get(tag(schema.TAG_OUTCOME)) == "diverged"
+    replaced = _interrupted_search_keys(cfg) if cfg is not None and cfg.kind == "comparison" else set()
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for group, keys in per_key.items():
+        c = counts.setdefault(group, {"completed": 0, "diverged": 0, "failed": 0, "running": 0, "attempts": 0})
+        for trial_key, k in keys.items():
+            if trial_key in replaced:
+                continue  # a search trial a killed driver interrupted: replaced by another, not a planned one
+            c["attempts"] += k["runs"]
+            if k["finished"]:
+                c["diverged" if k["diverged"] else "completed"] += 1
+            elif k["running"]:
+                c["running"] += 1
             else:
                 c["failed"] += 1
+    return cfg, uri, planned, counts
+
+
+def _interrupted_search_keys(cfg: StudyConfig) -> set[str]:
+    """Trial keys of search trials marked FAIL + ``interrupted`` in Optuna (resume replaced them)."""
+    import optuna
+
+    out: set[str] = set()
+    try:
+        stores = resolve_stores(cfg)
+        for entry in cfg.optimizers:
+            try:
+                ostudy = optuna.load_study(study_name=_optuna_study_name(cfg, entry.name), storage=stores.optuna_storage)
+            except KeyError:
+                continue
+            out.update(search_trial_key(cfg.name, entry.name, t.number) for t in ostudy.get_trials(deepcopy=False)
+                       if t.user_attrs.get("interrupted"))
+    except Exception:  # noqa: BLE001 - status prints what it can; the Optuna error is reported below it
+        pass
+    return out
+
+
+_EMPTY = {"completed": 0, "diverged": 0, "failed": 0, "running": 0, "attempts": 0}
+
+
+def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | Path | None = None) -> list[str]:
+    """Lines describing a study's progress: per phase and optimizer, the planned trials and how many of them
+    completed / diverged / failed (every attempt failed) / are running, and the attempts (MLflow runs:
+    a retried trial has one per attempt), then each optimizer's best search trial (Optuna).
+
+    Raises:
+        StudyRunError: the study is unknown to both the working directory and the tracking store.
+    """
+    import tracking
+
+    cfg, uri, planned, counts = _status_counts(name, tracking_uri, workdir)
+    lines = [f"study {name}" + (f" ({cfg.kind} on {cfg.benchmark})" if cfg else "") + f"; MLflow {tracking.mask_uri(uri)}"]
     keys = list(planned) + [k for k in counts if k not in planned]
-    lines.append(f"  {'phase':<10} {'optimizer':<18} {'planned':>7} {'finished':>8} {'diverged':>8} {'failed':>6} {'running':>7}")
+    lines.append(f"  {'phase':<10} {'optimizer':<18} {'planned':>7} {'completed':>9} {'diverged':>8} {'failed':>6} "
+                 f"{'running':>7} {'attempts':>8}")
     for key in keys:
-        c = counts.get(key, {"finished": 0, "diverged": 0, "failed": 0, "running": 0})
+        c = counts.get(key, _EMPTY)
         p = planned.get(key)
-        lines.append(f"  {str(key[0]):<10} {str(key[1]):<18} {('-' if p is None else p):>7} {c['finished']:>8} "
-                     f"{c['diverged']:>8} {c['failed']:>6} {c['running']:>7}")
+        lines.append(f"  {str(key[0]):<10} {str(key[1]):<18} {('-' if p is None else p):>7} {c['completed']:>9} "
+                     f"{c['diverged']:>8} {c['failed']:>6} {c['running']:>7} {c['attempts']:>8}")
+    lines.append("  (trials: completed + diverged + failed + running <= planned; attempts = MLflow runs, "
+                 "one per try of a trial)")
     if cfg is not None and cfg.kind == "comparison":
         stores = resolve_stores(cfg)
         try:
@@ -1014,6 +1276,48 @@ def study_status(name: str, *, tracking_uri: str | None = None, workdir: str | P
             if b.get("number") is not None:
                 hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["hparams"].items())
                 lines.append(f"  best {opt}: {cfg.search.metric}={b['value']:.4g} (Optuna trial {b['number']}; {hp})")
+    return lines
+
+
+def studies_overview(*, tracking_uri: str | None = None, workdir: str | Path | None = None) -> list[str]:
+    """One line per study (those in the tracking store and those run from ``workdir``): kind, benchmark,
+    trials completed/diverged/failed/running of those planned (all phases), attempts.
+
+    Raises:
+        tracking.TrackingStoreError: the tracking store is unreachable.
+    """
+    import tracking
+    from tracking import query
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    names: set[str] = set()
+    if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].partition("?")[0]).exists()):
+        tracking.check_tracking_store(uri)
+        names.update(query.list_studies(uri))
+    root = Path(workdir or Path.cwd()).absolute() / STATE_DIR
+    names.update(p.parent.name for p in root.glob("*/study.yaml"))
+    if not names:
+        return [f"no studies in {tracking.mask_uri(uri)} or in {root}"]
+    lines = []
+    for n in sorted(names):
+        try:
+            cfg, _, planned, counts = _status_counts(n, tracking_uri, workdir)
+        except StudyRunError as exc:
+            lines.append(f"{n}: {exc}")
+            continue
+        tot = dict(_EMPTY)
+        for c in counts.values():
+            for k in tot:
+                tot[k] += c[k]
+        what = f"{cfg.kind} on {cfg.benchmark}, " if cfg else ""
+        n_planned = sum(planned.values()) if cfg else None
+        state = ("running" if tot["running"] else "not started" if not tot["attempts"]
+                 else "done" if n_planned is not None and tot["completed"] + tot["diverged"] >= n_planned
+                 else "incomplete")
+        lines.append(f"{n}: {state}; {what}{tot['completed'] + tot['diverged']}"
+                     + (f"/{n_planned}" if n_planned is not None else "")
+                     + f" trials finished ({tot['completed']} completed, {tot['diverged']} diverged), "
+                     f"{tot['failed']} failed, {tot['running']} running; {tot['attempts']} attempts")
     return lines
 
 

@@ -138,3 +138,110 @@ def test_report_unknown_study_is_a_clear_error(tmp_path):
     line = error_line(result)
     assert "nosuch" in line
 
+
+
+# ---- data checked before anything starts; validate several files; status without NAME ----------------
+
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def write_idx(path: Path, dims: tuple[int, ...], truncate: int = 0) -> None:
+    """A well-formed uncompressed IDX file of unsigned bytes (zeros), optionally missing its last bytes."""
+    import math
+
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    path.write_bytes((header + bytes(math.prod(dims)))[: len(header) + math.prod(dims) - truncate])
+
+
+def fake_mnist(root: Path, truncate: int = 0) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        write_idx(raw / name, (3, 28, 28) if "images" in name else (3,), truncate if name.startswith("t10k-images") else 0)
+    return root
+
+
+def mnist_study(tmp_path: Path, **over) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(tiny(name="mnistcheck", benchmark="mnist-lenet5", **over)))
+    return path
+
+
+def test_missing_data_refused_before_anything_starts(tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    path = mnist_study(work)
+    env = {"AMGT_DATA_DIR": str(empty)}
+    for args in (["run", str(path)], ["run", str(path), "--dry-run"]):
+        result = invoke(args, cwd=work, env=env)
+        assert result.exit_code == 1, result.output
+        line = error_line(result)
+        assert "study mnistcheck: benchmark mnist-lenet5: MNIST not found" in line
+        assert str(empty / "MNIST" / "raw") in line and "t10k-labels-idx1-ubyte" in line
+        assert "AMGT_DATA_DIR" in line and "download=True" in line
+    assert sorted(p.name for p in work.iterdir()) == ["m.yaml"]  # no mlflow.db, optuna.db, .amgt-study
+    # validate stays a schema check: ok, exit 0, plus one warning line
+    result = invoke(["validate", str(path)], cwd=work, env=env)
+    assert result.exit_code == 0 and "ok: " in result.stdout
+    assert result.stderr.startswith("warning: ") and "MNIST not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    # the file's data_dir wins over AMGT_DATA_DIR; data present -> the dry run passes and says where
+    fake_mnist(tmp_path / "data")
+    path = mnist_study(work, data_dir=str(tmp_path / "data"))
+    result = invoke(["run", str(path), "--dry-run"], cwd=work, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"data: mnist-lenet5 found in {tmp_path / 'data'}" in result.output
+    assert sorted(p.name for p in work.iterdir()) == ["m.yaml"]
+
+
+def test_truncated_data_refused(tmp_path):
+    fake_mnist(tmp_path / "data", truncate=5)
+    path = mnist_study(tmp_path, data_dir=str(tmp_path / "data"))
+    result = invoke(["run", str(path)], cwd=tmp_path)
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "Corrupt or truncated MNIST file" in line and "t10k-images-idx3-ubyte" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.yaml"]
+
+
+def test_check_data_on_real_mnist_and_benchmarks_without_data(tmp_path):
+    from workers.benchmarks import check_data
+
+    assert check_data("digits-cnn", tmp_path) is None and check_data("quadratic-4.10.1", tmp_path) is None
+    assert check_data("rosenbrock", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
+        check_data("cifar10-resnet18", tmp_path)
+    with pytest.raises(FileNotFoundError, match="ImageNet not found"):
+        check_data("imagenet-resnet50", tmp_path)
+    with pytest.raises(ValueError, match="svhn"):
+        check_data("svhn", tmp_path)
+    if not SHARED_MNIST.is_dir():
+        pytest.skip("real MNIST (../shared/data/mnist) not here")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in SHARED_MNIST.glob("*.gz"):
+        (raw / gz.name).symlink_to(gz)
+    assert check_data("mnist-lenet5", tmp_path) == tmp_path
+
+
+def test_validate_several_files(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny()))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(tiny(epochs=0)))
+    result = invoke(["validate", str(good), str(bad), str(STUDIES / "quickstart.yaml")])
+    assert result.exit_code == 1
+    assert [ln.split(":")[0] for ln in result.stdout.splitlines()] == ["ok", "ok"]
+    assert str(good) in result.stdout and "quickstart" in result.stdout
+    assert "bad.yaml" in error_line(result) and "field epochs" in error_line(result)
+    result = invoke(["validate", str(good), str(STUDIES / "quickstart.yaml")])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
+    assert invoke(["validate"]).exit_code == 2  # at least one FILE
+
+
+def test_status_without_name_lists_studies(tmp_path):
+    result = invoke(["status", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"], cwd=tmp_path)
+    assert result.exit_code == 0 and "no studies" in result.output

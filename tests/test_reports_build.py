@@ -189,3 +189,85 @@ def test_study_without_runs(tmp_path):
     assert r.missing == ["study 'void': no runs at all yet",
                          "study 'void' has no parent run: the report was not logged to MLflow"]
     assert {c.verdict for c in r.claims} == {"not measured"} and r.html.is_file()
+
+
+def _referenced_files(out) -> set[str]:
+    """Every CSV / figure file report.md and report.html name."""
+    import re
+
+    md = (out / "report.md").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    names = set(re.findall(r"([\w-]+\.csv)\b", md)) | set(re.findall(r"([\w-]+\.csv)\b", html))
+    names |= set(re.findall(r"\]\((figures/[\w.-]+\.png)\)", md))
+    return names
+
+
+def test_every_file_the_report_names_exists(report):
+    names = _referenced_files(report.out_dir)
+    assert {"environment.csv", "settings.csv", "claims.csv", "runs.csv"} <= names
+    assert [n for n in names if not (report.out_dir / n).is_file()] == []
+
+
+def test_contour_plot_titled(report):
+    contour = [f for f in report.figures if f.name.startswith("optuna_contour_cmp_amgt")]
+    assert len(contour) == 1
+    fig = next(f for f in report.figures_drawn if f.name == "optuna_contour_cmp_amgt").figure
+    assert fig._suptitle.get_text() == "cmp — amgt: contour of the objective (objective value, maximized)"
+
+
+def _inside(fig, artist) -> bool:
+    fig.draw_without_rendering()
+    box, page = artist.get_window_extent(), fig.bbox
+    return box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1
+
+
+def test_short_capped_study_says_so(tmp_path):
+    """A smoke study (1 epoch, max_steps 30, 2 seeds, 3 search trials): settings, caveats, clipped intervals,
+    figure footers and ticks, and no contour plot from 3 trials."""
+    import optuna
+
+    uri, storage = f"sqlite:///{tmp_path / 'm.db'}", f"sqlite:///{tmp_path / 'o.db'}"
+    write_study(uri, "smoke", effects={"amgt": Effect(accuracy=0.9, accuracy_sd=0.1),
+                                       "adam": Effect(accuracy=0.88, accuracy_sd=0.05)},
+                n_search=3, seeds=range(2), epochs=1, max_steps=30)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = optuna.create_study(study_name="smoke/amgt", storage=storage, direction="maximize",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+    s.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_float("tau", 0, 0.2), n_trials=3)
+    r = build_report(["smoke"], tracking_uri=uri, out_dir=tmp_path / "out", optuna_storage=storage,
+                     log_artifacts=False)
+    out = r.out_dir
+    assert [n for n in _referenced_files(out) if not (out / n).is_file()] == []
+    settings = pd.read_csv(out / "settings.csv", dtype=str)
+    row = settings.iloc[0]
+    assert (row["epochs"], row["batch_size"], row["max_steps"], row["paper_epochs"]) == ("1", "128", "30", "30")
+    assert row["seeds"] == "2 (0, 1)" and row["trials_per_optimizer"] == "adam 3, amgt 3" and row["device"] == "cpu"
+    md = r.md.read_text(encoding="utf-8")
+    assert "## Study settings" in md and "Caveat: the verdict(s) of C1" in md
+    claims = pd.read_csv(out / "claims.csv", keep_default_na=False).set_index("id")
+    measured = claims[claims["verdict"] != "not measured"]
+    assert len(measured) and (measured["caveat"] == "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs").all()
+    assert (claims.loc[claims["verdict"] == "not measured", "caveat"] == "").all()
+    comp = r.tables["comparison"].set_index("optimizer")
+    assert comp.loc["amgt", "ci_high_raw"] > 100 and comp.loc["amgt", "ci_high"] == 100
+    assert comp.loc["amgt", "ci_note"] == "clipped to [0, 100]; n = 2 < 3"
+    assert "Too few runs for a useful interval (n < 3" in md and "100.00*" in claims.loc["C1", "measured"]
+    assert any("smoke/amgt: contour plot skipped: 3 completed trial(s)" in m for m in r.missing)
+    names = {f.name for f in r.figures_drawn}
+    assert "optuna_slice_smoke_amgt" in names and not any(n.startswith("optuna_contour") for n in names)
+    for f in r.figures_drawn:
+        fig = f.figure
+        text = " ".join(t.get_text() for t in [fig._supxlabel, *fig.texts] if t is not None)
+        assert "study smoke" in text, f.name
+        if f.name.startswith("optuna"):
+            continue
+        assert "mnist-lenet5" in text and "epochs 1" in text and "max_steps 30/epoch" in text, text
+        assert "cpu" in text and "git 0000000" in text and _inside(fig, fig._supxlabel)
+        ax = fig.axes[0]
+        assert ax.get_legend() is None and len(fig.legends) == 1  # outside the axes
+        assert not fig.legends[0].get_window_extent().overlaps(ax.get_window_extent())
+        if f.name.startswith(("loss_", "val_acc_", "grad_std_")):
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]
+        if f.name.startswith("budget_"):
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
+            assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))

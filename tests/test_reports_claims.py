@@ -256,3 +256,25 @@ def test_c14_prefers_the_noise_free_gradient_norm_of_function_benchmarks():
     assert v == SUP and "(grad_norm)" in res.measured
     v, res = verdict("C14", r, histories=noisy)
     assert v == CON and "(grad_norm_mean)" in res.measured
+
+
+def test_caveat_names_capped_and_short_runs_without_changing_the_verdict():
+    full = rows({"amgt": UP, "adam": BASE}, "test_accuracy", epochs=30)
+    v_full, res_full = verdict("C1", full)
+    assert v_full == SUP and res_full.caveat == ""
+    smoke = rows({"amgt": UP, "adam": BASE}, "test_accuracy", epochs=1, max_steps=30)
+    v, res = verdict("C1", smoke)
+    assert v == v_full and res.caveat == "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs"
+    v, res = verdict("C1", rows({"amgt": UP, "adam": BASE}, "test_accuracy", epochs=5))
+    assert res.caveat == "5 epochs; paper: 30 epochs"  # < 50 % of the paper's 30
+    data = ReportData.from_frames(pd.DataFrame(rows({"amgt": UP, "adam": BASE}, "test_accuracy", bench="digits-cnn",
+                                                    epochs=1)), studies=["s"])
+    c4 = {c.id: c for c in evaluate_claims(data)}["C4"]
+    assert c4.caveat == "digits-cnn is not one of the paper's benchmarks (1 epoch)"
+    assert {c.id: c for c in evaluate_claims(data)}["C2"].caveat == ""  # not measured: nothing to qualify
+
+
+def test_c4_last5_sigma_needs_two_epochs():
+    r = rows({"amgt": UP, "adam": BASE}, "test_accuracy")  # no history: σ of the last 5 epochs undefined
+    v, res = verdict("C4", r)
+    assert "AMGT n/a (needs ≥ 2 epochs)" in res.measured and "nan" not in res.measured

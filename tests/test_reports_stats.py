@@ -86,3 +86,26 @@ def test_lr_range_width_contiguous_within_one_point():
     assert w["width"] == pytest.approx(1.0) and (w["lr_lo"], w["lr_hi"], w["lr_best"]) == (1e-3, 1e-2, 1e-3)
     assert stats.lr_range_width(lrs, [50, 60, 99, 60, 50])["width"] == 0.0
     assert math.isnan(stats.lr_range_width(lrs, [float("nan")] * 5)["width"])
+
+
+def test_interval_display_clips_to_the_metric_range_and_flags_small_n():
+    iv = stats.Interval(89.58, 63.11, 116.05, 2)
+    assert iv.fmt(2) == "89.58 [63.11, 116.05]"  # no bounds: as computed
+    text = iv.fmt(2, " %", bounds=(0.0, 100.0))
+    assert text.startswith("89.58 % [63.11, 100.00*]") and "t-interval [63.11, 116.05]" in text
+    assert "n = 2 < 3" in text
+    assert iv.clipped((0.0, 100.0)) == (63.11, 100.0, True)
+    inside = stats.Interval(99.0, 98.5, 99.5, 5)
+    assert inside.fmt(2, bounds=(0.0, 100.0)) == "99.00 [98.50, 99.50]" and not inside.clipped((0, 100))[2]
+
+
+def test_accuracy_table_keeps_the_raw_interval_and_marks_clipped_ends():
+    import pandas as pd
+
+    from tracking.reports.tables import clip_accuracy_ci
+
+    df = clip_accuracy_ci(pd.DataFrame({"n": [2, 5], "test_acc_mean": [89.58, 99.0], "ci_low": [63.11, 98.5],
+                                        "ci_high": [116.05, 99.5]}))
+    assert list(df.columns) == ["n", "test_acc_mean", "ci_low", "ci_high", "ci_low_raw", "ci_high_raw", "ci_note"]
+    assert df["ci_high"].tolist() == [100.0, 99.5] and df["ci_high_raw"].tolist() == [116.05, 99.5]
+    assert df["ci_note"].tolist() == ["clipped to [0, 100]; n = 2 < 3", ""]

@@ -157,24 +157,60 @@ def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
 
 def test_worker_failure_and_divergence(tmp_path, ray_local):
     """A trial that raises in its worker: retried up to max_failures, every attempt a FAILED run with the
-    error text. A trial that diverges: a FINISHED run tagged diverged."""
+    error text; the progress lines name that error and count the trial as failed, not finished; status
+    counts planned trials and attempts apart. A trial that diverges: a FINISHED run tagged diverged."""
+    from study.runner import studies_overview, study_status
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = parse_study(tiny("fail", kind="ablation", search=None, seeds=1, max_failures=1, optimizers=[
-        {"name": "adam", "hparams": {"betas": [0.9, 1.5]}},   # AMGT/Adam validate betas in the worker
-        {"name": "sgd", "hparams": {"lr": 1.0e4}},
-    ]))
-    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lambda s: None)
-    assert summary["ablation"].finished == {"adam": 0, "sgd": 1}
+    # MNIST files that pass the driver's cheap check (present, gzip magic) but are corrupt: the worker's
+    # loader raises ValueError in every attempt.
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f"{name}.gz").write_bytes(b"\x1f\x8b not really gzip")
+    common = {"kind": "ablation", "search": None, "seeds": 1, "max_failures": 1}
+    cfg = parse_study(tiny("fail", **common, benchmark="mnist-lenet5", data_dir=str(tmp_path / "data"),
+                           optimizers=["adam"]))
+    lines: list[str] = []
+    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lines.append)
+    assert summary["ablation"].finished == {"adam": 0}
+    assert summary["ablation"].failed == {"adam": 1} and summary["ablation"].attempts == {"adam": 2}
+    text = "\n".join(lines)
+    (retry,) = [ln for ln in lines if "retrying" in ln]
+    assert "after attempt 1 failed: ValueError: Corrupt or truncated MNIST file" in retry, text
+    (failed,) = [ln for ln in lines if "(failed " in ln]
+    assert "after 2 attempts: ValueError: Corrupt or truncated MNIST file" in failed, text
+    (fin,) = [ln for ln in lines if "[fail ablation] finished:" in ln]
+    assert fin.endswith("finished: adam: 0/1 completed, 1 failed after 2 attempts"), text
     runs = trial_runs(uri, "fail")
     check_no_duplicates_and_none_running(runs)
-    bad = [r for r in runs if r.data.tags["optimizer"] == "adam"]
-    assert len(bad) == 2  # first attempt + 1 retry
-    assert sorted(r.data.tags["attempt"] for r in bad) == ["1", "2"]
-    for r in bad:
+    assert len(runs) == 2  # first attempt + 1 retry
+    assert sorted(r.data.tags["attempt"] for r in runs) == ["1", "2"]
+    for r in runs:
         assert r.info.status == "FAILED" and r.data.tags["outcome"] == "failed"
-        assert "betas" in r.data.tags["error"]
-    (div,) = [r for r in runs if r.data.tags["optimizer"] == "sgd"]
+        assert "Corrupt or truncated MNIST file" in r.data.tags["error"]
+
+    cfg = parse_study(tiny("div", **common, optimizers=[{"name": "sgd", "hparams": {"lr": 1.0e4}}]))
+    lines.clear()
+    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lines.append)
+    assert summary["ablation"].finished == {"sgd": 1} and summary["ablation"].diverged == {"sgd": 1}
+    assert "[div ablation] finished: sgd: 0/1 completed, 1 diverged" in lines, lines
+    (div,) = trial_runs(uri, "div")
     assert div.info.status == "FINISHED" and div.data.tags["outcome"] == "diverged"
+
+    # status: planned trials; completed, diverged, failed, running trials; attempts (runs) apart
+    def row(name, opt):
+        table = study_status(name, workdir=tmp_path)
+        (cells,) = [ln.split() for ln in table if ln.split()[:2] == ["ablation", opt]]
+        return cells[2:]
+
+    assert row("fail", "adam") == ["1", "0", "0", "1", "0", "2"]  # planned completed diverged failed running attempts
+    assert row("div", "sgd") == ["1", "0", "1", "0", "0", "1"]
+    assert studies_overview(tracking_uri=uri, workdir=tmp_path) == [
+        "div: done; ablation on digits-cnn, 1/1 trials finished (0 completed, 1 diverged), 0 failed, 0 running; 1 attempts",
+        "fail: incomplete; ablation on mnist-lenet5, 0/1 trials finished (0 completed, 0 diverged), 1 failed, 0 running; "
+        "2 attempts",
+    ]
 
 
 def test_postgresql_end_to_end(tmp_path, ray_local, pg_database, monkeypatch):

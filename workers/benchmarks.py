@@ -17,7 +17,7 @@ from . import data as _data
 from ._registry import register_benchmark
 from .models import DigitsCNN, LeNet5, resnet18_cifar, resnet50
 
-__all__ = ["ClassificationProblem"]
+__all__ = ["ClassificationProblem", "DATA_CHECKS", "check_data"]
 
 
 class ClassificationProblem:
@@ -139,3 +139,39 @@ def _imagenet_resnet50(config: dict, device: torch.device) -> ClassificationProb
                                         device, int(workers))
     model = resnet50(num_classes=data.num_classes).to(device)
     return ClassificationProblem(model, data, eval_batch_size=int(config["batch_size"]))
+
+
+# Cheap checks (file existence and sizes, nothing decoded) of each benchmark's data: the study runner calls
+# check_data before it starts Ray or writes anything. Benchmarks not listed need no data (digits is bundled
+# with scikit-learn; the quadratic and function benchmarks are formulas).
+DATA_CHECKS = {
+    "mnist-lenet5": _data.check_mnist,
+    "cifar10-resnet18": _data.check_cifar10,
+    "imagenet-resnet50": _data.check_imagefolder,
+}
+
+
+def check_data(benchmark: str, data_dir: str | os.PathLike | None = None):
+    """Check, cheaply, that ``benchmark``'s data is where its trials will look for it.
+
+    Args:
+        benchmark: a name from ``workers.available_benchmarks()``.
+        data_dir: the trial config's ``data_dir``; None: ``$AMGT_DATA_DIR``, then ``~/.cache/amgt-study/data``
+            (:func:`workers.data.resolve_data_dir`, as the trial resolves it).
+
+    Returns:
+        The resolved data root (``Path``), or None when the benchmark needs no data.
+
+    Raises:
+        ValueError: unknown benchmark (lists the valid names), or a data file that is corrupt/truncated.
+        FileNotFoundError: the same message the loader would raise: folder, files expected, how to get them.
+    """
+    from ._registry import get_benchmark
+
+    get_benchmark(benchmark)  # ValueError listing the names when unknown
+    check = DATA_CHECKS.get(benchmark)
+    if check is None:
+        return None
+    root = _data.resolve_data_dir(data_dir)
+    check(root)
+    return root

@@ -34,6 +34,11 @@ __all__ = [
     "load_mnist_tensors",
     "load_cifar10_tensors",
     "build_imagefolder_data",
+    "mnist_paths",
+    "cifar10_paths",
+    "check_mnist",
+    "check_cifar10",
+    "check_imagefolder",
     "MNIST_MEAN_STD",
     "CIFAR10_MEAN_STD",
     "IMAGENET_MEAN_STD",
@@ -233,6 +238,61 @@ def _read_idx(path: Path, expect_dims: int) -> torch.Tensor:
     return t
 
 
+def mnist_paths(root: str | os.PathLike, split: str) -> list[Path]:
+    """The (images, labels) IDX files of MNIST ``split`` under ``<root>/MNIST/raw`` (uncompressed or ``.gz``).
+
+    Raises:
+        FileNotFoundError: a file missing (names the folder, the files expected and how to get them).
+    """
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    paths = []
+    for name in _MNIST_FILES[split]:
+        p = raw / name
+        if not p.is_file() and (raw / (name + ".gz")).is_file():
+            p = raw / (name + ".gz")
+        if not p.is_file():
+            expected = ", ".join(n for pair in _MNIST_FILES.values() for n in pair)
+            raise FileNotFoundError(
+                f"MNIST not found: {raw / name} is missing. Expected in {raw}: {expected} "
+                f"(uncompressed or .gz). {_how_to_get('MNIST', root)}"
+            )
+        paths.append(p)
+    return paths
+
+
+def _check_idx_size(path: Path, expect_dims: int) -> None:
+    """Cheap truncation check of one IDX file: its header, and (uncompressed) the size the header implies."""
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * expect_dims)
+    if path.suffix == ".gz":
+        if head[:2] != b"\x1f\x8b":
+            raise ValueError(f"Corrupt MNIST file {path}: not a gzip file. Delete it and download MNIST again.")
+        return
+    size = path.stat().st_size
+    if len(head) < 4 + 4 * expect_dims or head[2] != 0x08 or head[3] != expect_dims:
+        raise ValueError(f"Corrupt or truncated MNIST file {path}: not an IDX file of {expect_dims} dimension(s) "
+                         f"of bytes ({size} bytes). Delete it and download MNIST again.")
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(expect_dims)]
+    expected = 4 + 4 * expect_dims + math.prod(dims)
+    if size != expected:
+        raise ValueError(f"Corrupt or truncated MNIST file {path}: {size} bytes, its header {dims} says {expected}. "
+                         f"Delete it and download MNIST again.")
+
+
+def check_mnist(root: str | os.PathLike) -> None:
+    """Cheap check (file existence and sizes, no decoding) that MNIST is under ``<root>/MNIST/raw``.
+
+    Raises:
+        FileNotFoundError: as :func:`load_mnist_tensors` (folder, files expected, how to get them).
+        ValueError: a file whose header or size shows it is corrupt or truncated.
+    """
+    for split in ("train", "test"):
+        images, labels = mnist_paths(root, split)
+        _check_idx_size(images, 3)
+        _check_idx_size(labels, 1)
+
+
 def load_mnist_tensors(root: Path, split: str, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST ``split`` ("train" | "test") from torchvision's layout ``<root>/MNIST/raw/`` (IDX files,
     uncompressed or ``.gz``), as (images (N, 1, 28, 28) uint8, labels (N,) int64). Cached per process.
@@ -247,18 +307,7 @@ def load_mnist_tensors(root: Path, split: str, download: bool = False) -> tuple[
         import torchvision
 
         torchvision.datasets.MNIST(str(root), train=(split == "train"), download=True)
-    paths = []
-    for name in _MNIST_FILES[split]:
-        p = raw / name
-        if not p.is_file() and (raw / (name + ".gz")).is_file():
-            p = raw / (name + ".gz")
-        if not p.is_file():
-            expected = ", ".join(n for pair in _MNIST_FILES.values() for n in pair)
-            raise FileNotFoundError(
-                f"MNIST not found: {raw / name} is missing. Expected in {raw}: {expected} "
-                f"(uncompressed or .gz). {_how_to_get('MNIST', root)}"
-            )
-        paths.append(p)
+    paths = mnist_paths(root, split)
     key = ("mnist", *(str(p) for p in paths), *(p.stat().st_mtime_ns for p in paths), *(p.stat().st_size for p in paths))
     if key in _CACHE:
         return _CACHE[key]
@@ -302,6 +351,37 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
+def cifar10_paths(root: str | os.PathLike, split: str) -> list[Path]:
+    """The pickled batch files of CIFAR-10 ``split`` under ``<root>/cifar-10-batches-py``.
+
+    Raises:
+        FileNotFoundError: a batch file missing or empty (names the folder, the files and how to get them).
+    """
+    root = Path(root)
+    base = root / "cifar-10-batches-py"
+    names = CIFAR10_TRAIN_FILES if split == "train" else CIFAR10_TEST_FILES
+    paths = [base / n for n in names]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"CIFAR-10 not found: {p} is missing. Expected in {base}: "
+                f"{', '.join(CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES)}. {_how_to_get('CIFAR10', root)}"
+            )
+    return paths
+
+
+def check_cifar10(root: str | os.PathLike) -> None:
+    """Cheap check (existence, non-empty; no unpickling) that CIFAR-10 is under ``<root>/cifar-10-batches-py``.
+
+    Raises:
+        FileNotFoundError: as :func:`load_cifar10_tensors`.  ValueError: an empty batch file.
+    """
+    for split in ("train", "test"):
+        for p in cifar10_paths(root, split):
+            if p.stat().st_size == 0:
+                raise ValueError(f"Corrupt or truncated CIFAR-10 batch {p}: the file is empty. Download it again.")
+
+
 def load_cifar10_tensors(root: Path, split: str, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 ``split`` from torchvision's layout ``<root>/cifar-10-batches-py/`` (pickled batches
     data_batch_1..5, test_batch), as (images (N, 3, 32, 32) uint8, labels (N,) int64). Cached per process.
@@ -319,14 +399,7 @@ def load_cifar10_tensors(root: Path, split: str, download: bool = False) -> tupl
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=True)
-    names = CIFAR10_TRAIN_FILES if split == "train" else CIFAR10_TEST_FILES
-    paths = [base / n for n in names]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"CIFAR-10 not found: {p} is missing. Expected in {base}: "
-                f"{', '.join(CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES)}. {_how_to_get('CIFAR10', root)}"
-            )
+    paths = cifar10_paths(root, split)
     key = ("cifar10", *(str(p) for p in paths), *(p.stat().st_mtime_ns for p in paths), *(p.stat().st_size for p in paths))
     if key in _CACHE:
         return _CACHE[key]
@@ -389,6 +462,26 @@ class LoaderData:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+def check_imagefolder(root: str | os.PathLike) -> Path:
+    """Cheap check that ``<root>/imagenet/{train,val}`` exist and hold class folders; returns ``<root>/imagenet``.
+
+    Raises:
+        FileNotFoundError: a folder missing or without class folders (what is expected, how to get it).
+    """
+    base = Path(root) / "imagenet"
+    for sub in ("train", "val"):
+        d = base / sub
+        if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
+            raise FileNotFoundError(
+                f"ImageNet not found: {d} is missing or has no class folders. Expected "
+                f"{base}/train/<class>/<images> and {base}/val/<class>/<images> (torchvision ImageFolder "
+                f"layout; any subset of classes, the same in both). ImageNet cannot be downloaded "
+                f"automatically: obtain it from image-net.org and point AMGT_DATA_DIR (or data_dir) at the "
+                f"folder that holds imagenet/."
+            )
+    return base
+
+
 def build_imagefolder_data(root: Path, val_fraction: float, seed: int, image_size: int, device: torch.device,
                            num_workers: int) -> LoaderData:
     """ImageNet (or any subset of its classes) in ``<root>/imagenet/{train,val}/<class>/<image>``.
@@ -404,17 +497,7 @@ def build_imagefolder_data(root: Path, val_fraction: float, seed: int, image_siz
     """
     from torchvision import datasets, transforms
 
-    base = Path(root) / "imagenet"
-    for sub in ("train", "val"):
-        d = base / sub
-        if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
-            raise FileNotFoundError(
-                f"ImageNet not found: {d} is missing or has no class folders. Expected "
-                f"{base}/train/<class>/<images> and {base}/val/<class>/<images> (torchvision ImageFolder "
-                f"layout; any subset of classes, the same in both). ImageNet cannot be downloaded "
-                f"automatically: obtain it from image-net.org and point AMGT_DATA_DIR (or data_dir) at the "
-                f"folder that holds imagenet/."
-            )
+    base = check_imagefolder(root)
     mean, std = IMAGENET_MEAN_STD
     resize = int(math.ceil(image_size * 256 / 224))
     train_tf = transforms.Compose([

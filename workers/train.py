@@ -36,6 +36,9 @@ CONFIG_KEYS = frozenset({
 })
 
 
+#: largest trial seed: torch.Generator.manual_seed takes a signed 64-bit value, and the data split adds an offset
+MAX_SEED = 2**62
+
 # config keys that must match between a checkpoint and the trial resuming from it
 _IDENTITY_KEYS = ("benchmark", "optimizer", "hparams", "seed", "batch_size", "steps_per_epoch", "val_fraction",
                   "problem", "max_steps")
@@ -65,15 +68,18 @@ def _device_label(dev: torch.device) -> str:
     return str(dev)
 
 
-def _int_field(cfg: dict, key: str, minimum: int, optional: bool = False) -> None:
+def _int_field(cfg: dict, key: str, minimum: int, optional: bool = False, maximum: int | None = None) -> None:
     value = cfg.get(key)
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        if isinstance(value, float) and value.is_integer() and value >= minimum:
+    too_big = maximum is not None and isinstance(value, (int, float, np.integer)) and value > maximum
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum) or too_big:
+        if isinstance(value, float) and value.is_integer() and value >= minimum and not too_big:
             cfg[key] = int(value)
             return
-        raise ValueError(f"Invalid {key}: {value!r} (allowed: an integer ≥ {minimum}{' or null' if optional else ''})")
+        upper = "" if maximum is None else f" and ≤ {maximum}"
+        raise ValueError(f"Invalid {key}: {value!r} (allowed: an integer ≥ {minimum}{upper}"
+                         f"{' or null' if optional else ''})")
     cfg[key] = int(value)
 
 
@@ -106,7 +112,7 @@ def resolve_config(config: dict) -> dict:
     if not isinstance(cfg["hparams"], dict):
         raise ValueError(f"Invalid hparams: {cfg['hparams']!r} (allowed: a dict of optimizer keyword arguments)")
     _int_field(cfg, "epochs", 1)
-    _int_field(cfg, "seed", 0)
+    _int_field(cfg, "seed", 0, maximum=MAX_SEED)
     _int_field(cfg, "max_steps", 1, optional=True)
     cfg.setdefault("num_threads", None)
     _int_field(cfg, "num_threads", 1, optional=True)
@@ -117,6 +123,11 @@ def resolve_config(config: dict) -> dict:
     for key in ("evaluate_test", "deterministic", "download"):
         if key in cfg and not isinstance(cfg[key], (bool, np.bool_)):
             raise ValueError(f"Invalid {key}: {cfg[key]!r} (allowed: true or false)")
+    vf = cfg.get("val_fraction")
+    if vf is not None and (isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 < vf < 1):
+        raise ValueError(f"Invalid val_fraction: {vf!r} (allowed: a number with 0 < val_fraction < 1)")
+    if "problem" in cfg and not isinstance(cfg["problem"], dict):
+        raise ValueError(f"Invalid problem: {cfg['problem']!r} (allowed: a dict of the benchmark's problem settings)")
     factor = cfg["divergence_factor"]
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
         raise ValueError(f"Invalid divergence_factor: {factor!r} (allowed: a number > 1)")

@@ -18,7 +18,7 @@ import pandas as pd
 from tracking import query, schema
 
 from . import plots, tables
-from .claims import RULES, ClaimResult, evaluate_claims
+from .claims import CAVEAT_RULE, RULES, ClaimResult, evaluate_claims
 from .data import USABLE_OUTCOMES, ReportData
 from .importance import IMPORTANCE_COLUMNS, importance_section, resolve_optuna_storage
 from .render import Section, render_html, render_markdown
@@ -40,6 +40,8 @@ class ReportResult:
     missing: what the store lacks, in words (also printed at the top of the report).
     claims: the claims table rows. tables: every table by name. artifact_runs: parent run ids that got the
     report as artifacts (under ``report/``). timings: seconds per stage (load, compute, render, log).
+    figures_drawn: the ``plots.Figure`` objects behind ``figures`` (name, title, caption, png, and the
+    matplotlib ``figure`` they were drawn from), in the same order.
     """
 
     out_dir: Path
@@ -52,6 +54,7 @@ class ReportResult:
     tables: dict = field(default_factory=dict)
     artifact_runs: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    figures_drawn: list = field(default_factory=list)
 
     @property
     def paths(self) -> list[Path]:
@@ -151,9 +154,19 @@ def _environment() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _objectives(data: ReportData) -> dict[str, str]:
+    """study -> the metric its search optimised (the search parent run's ``metric`` param), when logged."""
+    p = data.parents
+    if not len(p) or "params.metric" not in p or "tags.phase" not in p:
+        return {}
+    p = p[(p["tags.phase"] == "search") & p["params.metric"].notna()]
+    return {str(st): str(m) for st, m in zip(p["study"], p["params.metric"])}
+
+
 def _claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
     return pd.DataFrame([c.as_dict() for c in claims],
-                        columns=["id", "claim", "paper", "measured", "verdict", "reason", "benchmark", "rule"])
+                        columns=["id", "claim", "paper", "measured", "verdict", "caveat", "reason", "benchmark",
+                                 "rule"])
 
 
 def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str] = FORMATS,
@@ -165,6 +178,8 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     t0 = time.perf_counter()
     missing = list(data.missing)
     claims = evaluate_claims(data)
+    settings = tables.settings_table(data)
+    environment = _environment()
     comparison = tables.comparison_table(data)
     cost = tables.cost_table(data)
     sens_cells, sens_widths = tables.sensitivity_tables(data)
@@ -175,8 +190,9 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     runs = tables.runs_table(data)
     if optuna_storage:
         searched = sorted(data.runs.loc[data.runs["phase"] == "search", "study"].dropna().unique())
-        importance, optuna_figs, notes = (importance_section(searched, optuna_storage) if searched else
-                                          (pd.DataFrame(columns=IMPORTANCE_COLUMNS), [], []))
+        importance, optuna_figs, notes = (
+            importance_section(searched, optuna_storage, _objectives(data)) if searched else
+            (pd.DataFrame(columns=IMPORTANCE_COLUMNS), [], []))
     else:
         importance, optuna_figs, notes = (pd.DataFrame(columns=IMPORTANCE_COLUMNS), [],
                                           ["no Optuna storage given: no importance"])
@@ -188,7 +204,17 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     timings["compute_s"] = time.perf_counter() - t0
 
     claims_df = _claims_frame(claims)
-    rules_df = pd.DataFrame({"id": list(RULES), "rule": list(RULES.values())})
+    rules_df = pd.DataFrame({"id": [*RULES, "caveat"], "rule": [*RULES.values(), CAVEAT_RULE]})
+    caveated = [c for c in claims if c.caveat]
+    caveat_line = ("Caveat: the verdict(s) of " + ", ".join(c.id for c in caveated) + " rest on short or capped "
+                   "runs (" + "; ".join(sorted({f"{c.benchmark}: {c.caveat}" for c in caveated})) + "), not on the "
+                   "paper's setup; see the claims table's column 'caveat' and the study settings."
+                   if caveated else "No verdict rests on runs capped (max_steps) or shorter than the paper's setup.")
+    small_n = [f"{r.benchmark}/{r.optimizer} n={int(r.n)}" for r in comparison.itertuples() if 0 < r.n < 3]
+    ci_note = ("ci_low/ci_high are clipped to the accuracy's range [0, 100] for display; ci_low_raw/ci_high_raw "
+               "are the t-interval as computed and ci_note marks clipped ends and n < 3."
+               + (f" Too few runs for a useful interval (n < 3; with n = 2 the t-interval is ±12.7 standard "
+                  f"errors): {', '.join(small_n)}." if small_n else ""))
     counts = data.runs["outcome"].value_counts().to_dict()
     title = f"AMGT robustness report — {', '.join(data.studies)}"
     sections = [
@@ -203,6 +229,7 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
                 f"{v} {', '.join(c.id for c in claims if c.verdict == v)}"
                 for v in ("supported", "not supported", "contradicted", "not measured")
                 if any(c.verdict == v for c in claims)) + ".",
+            caveat_line,
             "Accuracies are in percent (the metrics are fractions × 100). Intervals are 95 %: Student t for means "
             "and paired differences (matched by seed), percentile bootstrap for ratios of medians and lr-range "
             "widths, F for ratios of standard deviations. p-values: two-sided Wilcoxon signed-rank "
@@ -211,12 +238,18 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     ]
     if missing or notes:
         sections.append(Section("What is missing", [*missing, *notes] or ["nothing"], anchor="missing"))
+    sections.append(Section("Study settings", [
+        "How long the trials trained, per study and benchmark (the trial runs' MLflow params epochs, batch_size, "
+        "max_steps; max_steps caps the optimizer steps per epoch, 'none' = full epochs), the seeds of the "
+        "non-search phases, search trials per optimizer, the device, and the paper's epochs for the benchmark "
+        "(MNIST 30, CIFAR-10 100, ImageNet 90).", caveat_line], [("settings", settings)], anchor="settings"))
     sections += [
         Section("Paper claims C1–C15", [
             "Verdicts: supported / not supported / contradicted (the data says the opposite) / not measured "
-            "(with the reason). The rule that decided each verdict is in the column 'rule' and repeated below."],
+            "(with the reason). The rule that decided each verdict is in the column 'rule' and repeated below. "
+            "Column 'caveat': the verdict rests on capped or short runs (rule below).", caveat_line],
             [("claims", claims_df)], anchor="claims"),
-        Section("Verdict rules", [f"{cid}: {rule}" for cid, rule in RULES.items()], anchor="rules"),
+        Section("Verdict rules", [f"{cid}: {rule}" for cid, rule in RULES.items()] + [CAVEAT_RULE], anchor="rules"),
         Section("Comparison (the paper's Table 4.2)", [
             "Final phase: each optimizer's best configuration from the search, re-run with several seeds. "
             "test_acc_mean with its 95 % t-interval (ci_low, ci_high) over n runs (paper_acc: Table 4.2); "
@@ -224,7 +257,7 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
             "per-seed differences to Adam (points) with its t-interval over n_pairs seeds; p_wilcoxon and p_holm "
             "as in the summary. Stability σ: sigma_seeds = standard deviation (ddof 1) across seeds of the final "
             "test accuracy (points); sigma_val_loss_last5 = mean over seeds of the standard deviation (ddof 1) of "
-            "the last 5 epochs' validation loss. hyperparameters: the configuration run (the search's best)."],
+            "the last 5 epochs' validation loss. hyperparameters: the configuration run (the search's best).", ci_note],
             [("comparison", comparison)], anchor="comparison"),
         Section("Cost (the paper's Table 4.3)", [
             "median_epoch_time_s = median over runs of each run's median epoch time; ratio_to_adam = that "
@@ -258,12 +291,14 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
             "failed runs are counted here, never dropped silently."], [("fairness", fairness)], anchor="fairness"),
         Section("Provenance", [
             "One row per parent run (study phase): git commit, devices, package versions, dates. Every trial "
-            "run id with its tags, hyperparameters and final metrics is in runs.csv."],
-            [("provenance", provenance), ("environment", _environment())], anchor="provenance"),
+            "run id with its tags, hyperparameters and final metrics is in "
+            + ("runs.csv." if "csv" in fmts else "the table runs (CSV output not requested).")],
+            [("provenance", provenance), ("environment", environment)], anchor="provenance"),
     ]
-    all_tables = {"claims": claims_df, "rules": rules_df, "comparison": comparison, "cost": cost,
+    all_tables = {"settings": settings, "claims": claims_df, "rules": rules_df, "comparison": comparison, "cost": cost,
                   "lr_sensitivity": sens_cells, "lr_width": sens_widths, "ablation": ablation, "budget": budget,
-                  "importance": importance, "fairness": fairness, "provenance": provenance, "runs": runs}
+                  "importance": importance, "fairness": fairness, "provenance": provenance, "environment": environment,
+                  "runs": runs}
     figures = figs_curves + figs_time + figs_sens + figs_abl + figs_budget + optuna_figs
 
     t1 = time.perf_counter()
@@ -279,9 +314,9 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
             for name, df in all_tables.items():
                 df.to_csv(tmp / f"{name}.csv", index=False)
         if "html" in fmts:
-            (tmp / "report.html").write_text(render_html(title, sections), encoding="utf-8")
+            (tmp / "report.html").write_text(render_html(title, sections, csv="csv" in fmts), encoding="utf-8")
         if "md" in fmts:
-            (tmp / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
+            (tmp / "report.md").write_text(render_markdown(title, sections, csv="csv" in fmts), encoding="utf-8")
         if (out / "figures").exists():
             shutil.rmtree(out / "figures")
         for item in tmp.iterdir():
@@ -295,6 +330,7 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     if "csv" in fmts:
         result.csv = [out / f"{n}.csv" for n in all_tables]
     result.figures = [out / "figures" / f"{f.name}.png" for f in figures]
+    result.figures_drawn = list(figures)
     timings["render_s"] = time.perf_counter() - t1
     result.timings = timings
     return result

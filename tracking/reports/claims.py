@@ -19,7 +19,8 @@ import pandas as pd
 from . import stats
 from .data import ReportData
 
-__all__ = ["ClaimResult", "CLAIMS", "RULES", "VERDICTS", "evaluate_claims", "PAPER_BENCHMARKS"]
+__all__ = ["ClaimResult", "CLAIMS", "RULES", "VERDICTS", "evaluate_claims", "PAPER_BENCHMARKS", "PAPER_EPOCHS",
+           "CAVEAT_RULE", "training_caveat"]
 
 VERDICTS = ("supported", "not supported", "contradicted", "not measured")
 SUPPORTED, NOT_SUPPORTED, CONTRADICTED, NOT_MEASURED = VERDICTS
@@ -34,6 +35,20 @@ PAPER_ACCURACY = {
     "cifar10-resnet18": {"amgt": 87.3, "adam": 86.2, "rmsprop": 85.0, "sgd": 83.1},
     "imagenet-resnet50": {"amgt": 77.0, "adam": 75.6, "rmsprop": 74.1, "sgd": 73.4},
 }
+
+#: The paper's training length per benchmark (section 4: MNIST 30 epochs, CIFAR-10 100, ImageNet 90).
+PAPER_EPOCHS = {"mnist-lenet5": 30, "cifar10-resnet18": 100, "imagenet-resnet50": 90}
+#: A verdict carries a caveat when its runs trained for less than this fraction of the paper's epochs.
+SHORT_FRACTION = 0.5
+#: The phases whose runs a claim rests on (for its caveat); C11–C13 are exact computations, no caveat.
+CLAIM_PHASES = {**{c: ("final",) for c in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C15")},
+                "C9": ("ablation",), "C10": ("grid",), "C14": ("final", "grid", "ablation")}
+CAVEAT_RULE = ("Caveat (column 'caveat'; it never changes a verdict): a verdict resting on trial runs that were "
+               "capped (max_steps set: at most that many optimizer steps per epoch), that trained for fewer than "
+               f"{SHORT_FRACTION:.0%} of the paper's epochs ("
+               + ", ".join(f"{b} {e}" for b, e in PAPER_EPOCHS.items())
+               + "), or that ran on a benchmark the paper does not use, says so. Such a verdict is about the "
+               "short run measured, not about the paper's setup.")
 
 #: id -> (claim, paper value)
 CLAIMS = {
@@ -134,6 +149,7 @@ class ClaimResult:
     reason: str
     rule: str
     benchmark: str = ""
+    caveat: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +215,8 @@ def _accuracy_claim(cid: str, bench: str, data: ReportData, hint: str) -> ClaimR
     pair = stats.paired_difference(_per_seed(runs, AMGT, "test_accuracy", 100),
                                    _per_seed(runs, ADAM, "test_accuracy", 100))
     order = [AMGT, ADAM] + sorted(o for o in means if o not in (AMGT, ADAM))
-    measured = "; ".join(f"{_name(o)} {means[o].fmt(2)} % (n={means[o].n})" for o in order)
+    measured = "; ".join(f"{_name(o)} {means[o].fmt(2, ' %', bounds=(0.0, 100.0))}"  # fmt flags n < 3 itself
+                         + ("" if means[o].defined and means[o].n < 3 else f" (n={means[o].n})") for o in order)
     measured += (f"; AMGT − Adam = {pair.difference.fmt(2)} points, n = {pair.n} seeds, "
                  f"Wilcoxon p = {pair.p_wilcoxon:.3g}")
     div = runs[runs["outcome"] == "diverged"]
@@ -244,7 +261,8 @@ def _c4(data: ReportData) -> ClaimResult:
                                     runs[runs.optimizer == ADAM]["test_accuracy"])
     measured = ("σ(final test accuracy, fraction): " + ", ".join(f"{_name(o)} {v:.4f}" for o, v in sds.items())
                 + f"; σ_AMGT/σ_Adam = {ratio.fmt(2)}; mean σ of last-5-epoch val loss: "
-                + ", ".join(f"{_name(o)} {v:.4f}" for o, v in last5.items()))
+                + ", ".join(f"{_name(o)} " + (f"{v:.4f}" if math.isfinite(v) else "n/a (needs ≥ 2 epochs)")
+                            for o, v in last5.items()))
     if not ratio.defined:
         return _result("C4", measured, NOT_MEASURED, "fewer than 2 seeds per optimizer (or σ_Adam = 0)", bench)
     side = ratio.excludes(1.0)
@@ -576,13 +594,53 @@ _EVALUATORS: dict[str, Callable[[ReportData], ClaimResult]] = {
 }
 
 
+def _span(values: pd.Series) -> str:
+    v = sorted({int(x) for x in pd.to_numeric(values, errors="coerce").dropna()})
+    return "" if not v else str(v[0]) if len(v) == 1 else f"{v[0]}–{v[-1]}"
+
+
+def training_caveat(runs: pd.DataFrame, benchmark: str) -> str:
+    """The caveat (``CAVEAT_RULE``) of a verdict that rests on ``runs`` (columns ``epochs``, ``max_steps``,
+    ``epochs_completed``) of ``benchmark``: e.g. "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs".
+    Empty when the runs trained as the paper did (or there are no runs)."""
+    if not len(runs) or not benchmark:
+        return ""
+    parts = []
+    capped = _span(runs["max_steps"]) if "max_steps" in runs else ""
+    if capped:
+        parts.append(f"runs capped at {capped} steps/epoch")
+    epochs = runs["epochs"] if "epochs" in runs and runs["epochs"].notna().any() else runs.get(
+        "epochs_completed", pd.Series(dtype=float))
+    ep = pd.to_numeric(epochs, errors="coerce").dropna()
+    paper = PAPER_EPOCHS.get(benchmark)
+    if paper is None:
+        parts.append(f"{benchmark} is not one of the paper's benchmarks"
+                     + (f" ({_span(ep)} epoch{'' if ep.max() == 1 else 's'})" if len(ep) else ""))
+    elif len(ep) and ep.max() < SHORT_FRACTION * paper:
+        parts.append(f"{_span(ep)} epoch{'' if ep.max() == 1 else 's'}")
+    if not parts:
+        return ""
+    return "; ".join(parts) + (f"; paper: {paper} epochs" if paper else "")
+
+
+def _with_caveat(res: ClaimResult, data: ReportData) -> ClaimResult:
+    phases = CLAIM_PHASES.get(res.id)
+    if not phases or not res.benchmark or res.verdict == NOT_MEASURED:
+        return res
+    runs = data.usable(phases, res.benchmark)
+    if res.id == "C14":
+        runs = runs[runs["optimizer"] == AMGT]
+    res.caveat = training_caveat(runs, res.benchmark)
+    return res
+
+
 def evaluate_claims(data: ReportData) -> list[ClaimResult]:
     """One :class:`ClaimResult` per claim C1–C15, in order. A claim whose evaluation raises is reported as
     "not measured" with the error, so one malformed input cannot hide the other fourteen."""
     out = []
     for cid, fn in _EVALUATORS.items():
         try:
-            out.append(fn(data))
+            out.append(_with_caveat(fn(data), data))
         except Exception as exc:  # noqa: BLE001 — reported, not swallowed
             out.append(_result(cid, "", NOT_MEASURED, f"could not be evaluated: {type(exc).__name__}: {exc}"))
     return out

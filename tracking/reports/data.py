@@ -3,7 +3,8 @@
 ``ReportData.load`` reads a set of studies (``tracking.query``), ``ReportData.from_frames`` builds the same
 object from DataFrames a test constructs. Columns of ``ReportData.runs`` (one row per trial run):
 ``run_id, study, phase, optimizer, benchmark, seed, outcome, status, device, git_sha, start_time,
-end_time, error``, every metric of ``schema.METRICS_EPOCH``/``METRICS_FINAL`` (latest value; accuracies
+end_time, error``, ``epochs, batch_size, max_steps`` (the trial's params; NaN when not logged), every
+metric of ``schema.METRICS_EPOCH``/``METRICS_FINAL`` (latest value; accuracies
 are fractions in [0, 1]), ``hp.<name>`` for each hyperparameter, and the per-run summaries of the
 per-epoch curves:
 
@@ -33,7 +34,7 @@ import pandas as pd
 
 from tracking import query, schema
 
-__all__ = ["ReportData", "HISTORY_METRICS", "EXPECTED_PHASES", "USABLE_OUTCOMES"]
+__all__ = ["ReportData", "HISTORY_METRICS", "EXPECTED_PHASES", "USABLE_OUTCOMES", "TRAINING_PARAMS"]
 
 HISTORY_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy", "epoch_time_s",
                    "grad_norm_mean", "grad_norm_std", "loss_oscillation", "grad_norm")
@@ -42,6 +43,9 @@ EXPECTED_PHASES = {"comparison": ("search", "final"), "sensitivity": ("grid",), 
                    "quadratic": ("quadratic",)}
 #: Runs that enter the statistics: a diverged run is a result (it keeps the accuracy it recorded).
 USABLE_OUTCOMES = ("completed", "diverged")
+#: How long a trial trained (its MLflow params, ``schema.PARAMS_TRIAL``): numeric columns of ``runs``,
+#: NaN when not logged (``max_steps`` NaN: every epoch ran in full).
+TRAINING_PARAMS = ("epochs", "batch_size", "max_steps")
 
 _TAGS = {"study": schema.TAG_STUDY, "phase": schema.TAG_PHASE, "optimizer": schema.TAG_OPTIMIZER,
          "benchmark": schema.TAG_BENCHMARK, "seed": schema.TAG_SEED, "outcome": schema.TAG_OUTCOME,
@@ -51,7 +55,8 @@ _METRICS = tuple(dict.fromkeys(schema.METRICS_EPOCH + schema.METRICS_FINAL))
 
 
 def _trial_columns() -> list[str]:
-    return ([f"tags.{t}" for t in _TAGS.values()] + ["params.hp.*", "params.epochs", "params.batch_size"]
+    return ([f"tags.{t}" for t in _TAGS.values()] + ["params.hp.*", "params.epochs", "params.batch_size",
+                                                             "params.max_steps"]
             + [f"metrics.{m}" for m in _METRICS])
 
 
@@ -89,8 +94,8 @@ def clean_trials(raw: pd.DataFrame) -> pd.DataFrame:
     for col in raw.columns:
         if col.startswith("params." + schema.PARAM_HP_PREFIX):
             out[col[len("params."):]] = [_num(v) for v in raw[col]]
-    for p in ("epochs", "batch_size"):
-        out[p] = pd.to_numeric(raw.get(f"params.{p}"), errors="coerce") if f"params.{p}" in raw else np.nan
+    for p in TRAINING_PARAMS:  # max_steps absent (NaN): full epochs
+        out[p] = pd.to_numeric(raw[f"params.{p}"], errors="coerce").to_numpy() if f"params.{p}" in raw else np.nan
     return out
 
 
@@ -118,7 +123,8 @@ class ReportData:
         runs = runs.copy()
         defaults = {"study": "study", "phase": "final", "benchmark": None, "optimizer": None, "seed": np.nan,
                     "status": "FINISHED", "outcome": None, "device": None, "git_sha": None, "error": None,
-                    "start_time": pd.NaT, "end_time": pd.NaT, "optuna_trial": None}
+                    "start_time": pd.NaT, "end_time": pd.NaT, "optuna_trial": None,
+                    **{p: np.nan for p in TRAINING_PARAMS}}
         for col, val in defaults.items():
             if col not in runs.columns:
                 runs[col] = val

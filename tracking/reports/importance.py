@@ -15,9 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plots import Figure, _slug, png
+from .plots import Figure, _slug, footer, png
 
-__all__ = ["resolve_optuna_storage", "importance_section", "AMGT_PARAMS", "OPTUNA_STORAGE_ENV"]
+__all__ = ["resolve_optuna_storage", "importance_section", "AMGT_PARAMS", "OPTUNA_STORAGE_ENV",
+           "CONTOUR_MIN_TRIALS", "contour_params"]
+
+#: A contour plot interpolates a surface between the trials: drawn only from at least this many completed
+#: trials, over params that took at least ``CONTOUR_MIN_DISTINCT`` distinct values.
+CONTOUR_MIN_TRIALS = 5
+CONTOUR_MIN_DISTINCT = 2
 
 OPTUNA_STORAGE_ENV = "AMGT_OPTUNA_STORAGE"
 AMGT_PARAMS = ("lr", "tau", "lr_decay", "gamma")
@@ -37,22 +43,68 @@ def resolve_optuna_storage(storage: str | None, tracking_uri: str | None) -> str
     return "sqlite:///optuna.db"
 
 
+def contour_params(trials, params) -> tuple[list[str], str]:
+    """(the params a contour plot may use, the reason when it cannot be drawn: "" when it can). ``trials``:
+    completed Optuna trials. Needs ≥ ``CONTOUR_MIN_TRIALS`` trials and ≥ 2 params each with ≥
+    ``CONTOUR_MIN_DISTINCT`` distinct values (fewer: Optuna would interpolate a surface between a few points)."""
+    if len(trials) < CONTOUR_MIN_TRIALS:
+        return [], (f"contour plot skipped: {len(trials)} completed trial(s), a contour needs ≥ "
+                    f"{CONTOUR_MIN_TRIALS} (with fewer it interpolates a surface between a few points)")
+    varied = [p for p in params if len({t.params[p] for t in trials if p in t.params}) >= CONTOUR_MIN_DISTINCT]
+    if len(varied) < 2:
+        return varied, (f"contour plot skipped: only {len(varied)} of {', '.join(params)} took ≥ "
+                        f"{CONTOUR_MIN_DISTINCT} distinct values over {len(trials)} trials (needs 2)")
+    return varied, ""
+
+
+def _objective(ostudy, metric: str | None = None) -> str:
+    names = getattr(ostudy, "metric_names", None)
+    name = metric or (names[0] if names else "objective value")
+    return f"{name}, {ostudy.direction.name.lower()}d"
+
+
+def _tidy(fig) -> None:
+    """Optuna's figures: drop the axes' generic titles ("Slice Plot", "Contour Plot": the figure gets a
+    specific one) and the crowded minor-tick labels of log axes (1.2×10^-3 1.4×10^-3 …): a log axis
+    spanning less than a decade gets plain labels at 1, 2, 5 × 10^k instead."""
+    import math
+
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        if ax.get_title() in ("Slice Plot", "Contour Plot"):
+            ax.set_title("")
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+            if scale != "log":
+                continue
+            lo, hi = sorted(lim)
+            axis.set_minor_formatter(NullFormatter())
+            if lo > 0 and math.log10(hi / lo) < 1:
+                ticks = sorted({float(f"{v:.2g}") for v in np.geomspace(lo, hi, 4)[1:-1]} | set())
+                axis.set_major_locator(FixedLocator([lo * 1.0001, *ticks, hi / 1.0001]))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+
+
 def _axes_figure(ax):
     first = ax.flat[0] if hasattr(ax, "flat") else ax
     return first.figure
 
 
-def importance_section(studies: list[str], storage: str) -> tuple[pd.DataFrame, list[Figure], list[str]]:
+def importance_section(studies: list[str], storage: str, objectives: dict[str, str] | None = None
+                       ) -> tuple[pd.DataFrame, list[Figure], list[str]]:
     """(importance table: study, optimizer, param, importance_default, importance_fanova, trials;
-    figures; notes on what could not be computed). Optuna's plots set a global matplotlib style; it is
-    undone on return (``matplotlib.rc_context``)."""
+    figures; notes on what could not be computed). ``objectives``: study -> the metric its search optimised
+    (the search parent run's ``metric`` param), for the plots' titles. Optuna's plots set a global
+    matplotlib style; it is undone on return (``matplotlib.rc_context``)."""
     import matplotlib
 
     with matplotlib.rc_context():
-        return _importance_section(studies, storage)
+        return _importance_section(studies, storage, dict(objectives or {}))
 
 
-def _importance_section(studies: list[str], storage: str) -> tuple[pd.DataFrame, list[Figure], list[str]]:
+def _importance_section(studies: list[str], storage: str, objectives: dict[str, str]
+                        ) -> tuple[pd.DataFrame, list[Figure], list[str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,21 +149,31 @@ def _importance_section(studies: list[str], storage: str) -> tuple[pd.DataFrame,
                              "trials": len(done)})
             if optimizer.startswith("amgt"):
                 present = [p for p in AMGT_PARAMS if any(p in t.params for t in done)]
-                for kind, fn, need in (("contour", optuna.visualization.matplotlib.plot_contour, 2),
-                                       ("slice", optuna.visualization.matplotlib.plot_slice, 1)):
-                    if len(present) < need:
+                contour, why = contour_params(done, present)
+                for kind, fn, need, params in (
+                        ("contour", optuna.visualization.matplotlib.plot_contour, 2, contour),
+                        ("slice", optuna.visualization.matplotlib.plot_slice, 1, present)):
+                    if kind == "contour" and why:
+                        notes.append(f"Optuna study {name}: {why}")
+                        continue
+                    if len(params) < need:
                         notes.append(f"Optuna study {name}: {kind} plot needs ≥ {need} of {', '.join(AMGT_PARAMS)}")
                         continue
                     try:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            fig = _axes_figure(fn(ostudy, params=present))
-                        n = len(present)
-                        fig.set_size_inches(*((3.0 * n, 2.6 * n) if kind == "contour" else (3.2 * n, 3.2)))
+                            fig = _axes_figure(fn(ostudy, params=params))
+                        n = len(params)
+                        fig.set_size_inches(*((3.0 * n, 2.6 * n) if kind == "contour" else (max(3.2 * n, 5.0), 3.6)))
+                        _tidy(fig)
+                        objective = _objective(ostudy, objectives.get(study))
+                        fig.suptitle(f"{study} — {optimizer}: {kind} of the objective ({objective})", fontsize=10)
+                        footer(fig, f"study {study}; Optuna study {name}; {len(done)} completed trials; "
+                                    f"params {', '.join(params)}")
                         figures.append(Figure(f"optuna_{kind}_{_slug(study)}_{_slug(optimizer)}",
                                               f"Optuna {kind} plot, {name}",
-                                              f"{len(done)} completed trials; params {', '.join(present)}; "
-                                              "objective as the study optimised it", png(fig, tight=True)))
+                                              f"{len(done)} completed trials; params {', '.join(params)}; "
+                                              f"objective: {objective}", png(fig, tight=True), fig))
                         plt.close(fig)
                     except Exception as exc:
                         notes.append(f"Optuna study {name}: {kind} plot failed ({type(exc).__name__}: {exc})")

@@ -1,23 +1,25 @@
 """The report's figures (PNG, matplotlib's object API: no display, no pyplot state).
 
-Each figure says what it was measured on (benchmark, seeds, device, git sha) in its caption.
-Curves are the mean over seeds with a band of ± one standard deviation across seeds.
+Each figure says what it was measured on (study, benchmark, phase, seeds, epochs / max_steps, device, git
+sha) in a footer drawn inside the PNG (``footer``) and in its caption. Legends sit outside the axes (right),
+so they never cover a curve; epoch axes have integer ticks. Curves are the mean over seeds with a band of ±
+one standard deviation across seeds.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as _MplFigure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from .claims import NAMES
 from .data import ReportData
 
-__all__ = ["Figure", "png", "curve_figures", "accuracy_vs_time", "sensitivity_figures", "ablation_figures",
+__all__ = ["Figure", "png", "footer", "provenance_text", "curve_figures", "accuracy_vs_time", "sensitivity_figures", "ablation_figures",
            "budget_figures"]
 
 DPI = 90
@@ -25,12 +27,14 @@ DPI = 90
 
 @dataclass
 class Figure:
-    """A rendered figure: ``name`` (file stem), ``title``, ``caption``, ``png`` (bytes)."""
+    """A rendered figure: ``name`` (file stem), ``title``, ``caption``, ``png`` (bytes); ``figure``: the
+    matplotlib Figure it was drawn from (kept for inspection, not rendered again)."""
 
     name: str
     title: str
     caption: str
     png: bytes
+    figure: object = field(default=None, repr=False, compare=False)
 
 
 def png(fig, tight: bool = False) -> bytes:
@@ -44,11 +48,58 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
 
 
-def _provenance(runs: pd.DataFrame) -> str:
-    seeds = sorted(int(s) for s in runs["seed"].dropna().unique())
-    devices = ", ".join(sorted(set(runs["device"].dropna().astype(str)))) or "device not recorded"
-    shas = ", ".join(sorted({s[:10] for s in runs["git_sha"].dropna().astype(str)})) or "not recorded"
-    return f"seeds {seeds if len(seeds) <= 12 else f'{len(seeds)} seeds'}; {devices}; git {shas}"
+def _ints(v) -> str:
+    u = sorted({int(x) for x in pd.to_numeric(pd.Series(v), errors="coerce").dropna()})
+    return "" if not u else str(u[0]) if len(u) == 1 else f"{u[0]}–{u[-1]}"
+
+
+def provenance_text(runs: pd.DataFrame, phase: str | None = None) -> str:
+    """What ``runs`` were measured on, one line: study, benchmark, phase, number of seeds (and runs), epochs,
+    max_steps, device, short git sha."""
+    def join(col):
+        return ", ".join(sorted(set(runs[col].dropna().astype(str)))) if col in runs else ""
+
+    seeds = runs["seed"].dropna().nunique() if "seed" in runs else 0
+    phases = set(runs["phase"].dropna()) if "phase" in runs else set()
+    counted = (f"n = {len(runs)} trials" if (phase or "") == "search" or phases == {"search"} else
+               f"n = {seeds} seeds ({len(runs)} runs)")
+    epochs = _ints(runs["epochs"]) if "epochs" in runs else ""
+    if not epochs and "epochs_completed" in runs:
+        epochs = _ints(runs["epochs_completed"])
+    capped = _ints(runs["max_steps"]) if "max_steps" in runs else ""
+    shas = ", ".join(sorted({s[:7] for s in runs["git_sha"].dropna().astype(str)})) if "git_sha" in runs else ""
+    return (f"study {join('study') or '?'}; {join('benchmark') or '?'}; phase {phase or join('phase') or '?'}; "
+            f"{counted}; epochs {epochs or '?'}; "
+            f"max_steps {capped + '/epoch' if capped else 'none'}; {join('device') or 'device not recorded'}; "
+            f"git {shas or 'not recorded'}")
+
+
+def _provenance(runs: pd.DataFrame, phase: str | None = None) -> str:
+    return provenance_text(runs, phase)
+
+
+def footer(fig, text: str) -> None:
+    """Write ``text`` (what the figure was measured on) into the figure itself, below the axes, in small
+    grey type: a ``supxlabel``, which constrained layout makes room for; on a figure without a layout engine
+    (Optuna's) a text just below the figure, which ``png(tight=True)`` includes."""
+    if fig.get_layout_engine() is not None:
+        fig.supxlabel(text, fontsize=6.5, color="0.35", wrap=True)
+    else:
+        fig.text(0.5, -0.02, text, ha="center", va="top", fontsize=6.5, color="0.35")
+
+
+def _legend(fig, ax, **kw) -> None:
+    """The legend outside the axes, on the right (constrained layout's "outside" placement): it never covers
+    a curve (titles are set on the axes, two lines, so they stay above the axes and clear of it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, **kw)
+
+
+def _finish(fig, runs: pd.DataFrame, phase: str) -> str:
+    text = provenance_text(runs, phase)
+    footer(fig, text)
+    return text
 
 
 def _label(opt: str) -> str:
@@ -70,6 +121,15 @@ CURVES = (("train_loss", "Training loss per epoch", "loss", "Figs. 4.1–4.3"),
           ("grad_norm_std", "Gradient-norm standard deviation per epoch", "grad_std", "Fig. 4.4"))
 
 
+def _epoch_axis(ax, epochs) -> None:
+    """Integer epoch ticks (``MaxNLocator(integer=True, min_n_ticks=1)``), with half an epoch of room either side so that a
+    one-epoch run gets the single tick 1, not 0.96, 0.98, …"""
+    e = pd.to_numeric(pd.Series(epochs), errors="coerce").dropna()
+    if len(e):
+        ax.set_xlim(e.min() - 0.5, e.max() + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # default 2: one epoch → 0.5, 0.6, …
+
+
 def curve_figures(data: ReportData, phase: str = "final") -> list[Figure]:
     out = []
     runs = data.usable(phase)
@@ -83,19 +143,26 @@ def curve_figures(data: ReportData, phase: str = "final") -> list[Figure]:
             ax = fig.subplots()
             for opt, g in h.groupby("optimizer"):
                 s = g.groupby("step")["value"].agg(["mean", "std"]).sort_index()
+                if len(s) == 1:  # one epoch: a point with its ± 1 sd bar (a band needs two epochs)
+                    ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=3,
+                                label=_label(opt), color=_color(opt))
+                    continue
                 line, = ax.plot(s.index, s["mean"], marker="o", ms=3, label=_label(opt), color=_color(opt))
                 ax.fill_between(s.index, s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0),
                                 color=line.get_color(), alpha=0.2)
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _epoch_axis(ax, h["step"])
             ax.set_ylabel(metric)
-            if metric == "train_loss" and (h["value"] > 0).all():
-                ax.set_yscale("log")
-            ax.set_title(f"{title} — {bench}")
-            ax.legend()
+            v = h["value"].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            if metric == "train_loss" and len(v) and (v > 0).all() and v.max() / v.min() >= 10:
+                ax.set_yscale("log")  # only when the loss spans a decade: else the ticks read 1.405×10^0
+            ax.set_title(f"{title}\n{bench}", fontsize=10)
+            _legend(fig, ax)
             ax.grid(alpha=0.3)
+            prov = _finish(fig, rb, phase)
             out.append(Figure(f"{stem}_{_slug(bench)}", f"{title} ({bench}; the paper's {paper})",
-                              f"{phase} phase; mean ± 1 sd over seeds; {_provenance(rb)}", png(fig)))
+                              f"{phase} phase; mean ± 1 sd over seeds; {prov}", png(fig), fig))
     return out
 
 
@@ -117,11 +184,12 @@ def accuracy_vs_time(data: ReportData) -> list[Figure]:
             ax.plot(s["elapsed"], s["acc"], marker="o", ms=3, label=_label(opt), color=_color(opt))
         ax.set_xlabel("wall time (s, cumulative epoch time)")
         ax.set_ylabel("val_accuracy")
-        ax.set_title(f"Accuracy vs time — {bench}")
-        ax.legend()
+        ax.set_title(f"Accuracy vs time\n{bench}", fontsize=10)
+        _legend(fig, ax)
         ax.grid(alpha=0.3)
+        prov = _finish(fig, rb, "final")
         out.append(Figure(f"acc_vs_time_{_slug(bench)}", f"Validation accuracy vs time ({bench}; the paper's Fig. 4.5)",
-                          f"final phase; mean over seeds per epoch; {_provenance(rb)}", png(fig)))
+                          f"final phase; mean over seeds per epoch; {prov}", png(fig), fig))
     return out
 
 
@@ -141,14 +209,14 @@ def sensitivity_figures(cells: pd.DataFrame, widths: pd.DataFrame, data: ReportD
         ax.set_xscale("log")
         ax.set_xlabel("learning rate η0")
         ax.set_ylabel("final test accuracy (%)")
-        ax.set_title(f"Learning-rate sensitivity — {bench}")
-        ax.legend(fontsize=8)
+        ax.set_title(f"Learning-rate sensitivity\n{bench}", fontsize=10)
+        _legend(fig, ax)
         ax.grid(alpha=0.3)
-        rb = data.usable("grid", bench)
+        prov = _finish(fig, data.usable("grid", bench), "grid")
         out.append(Figure(f"lr_sensitivity_{_slug(bench)}", f"Learning-rate sensitivity ({bench})",
-                          "grid phase; mean and 95 % CI over seeds per lr; thick bars: the lr range within 1 point "
-                          f"of each optimizer's best (its width in decades in the legend); {_provenance(rb)}",
-                          png(fig)))
+                          "grid phase; mean and 95 % CI over seeds per lr (clipped to 0–100); thick bars: the lr "
+                          "range within 1 point of each optimizer's best (its width in decades in the legend); "
+                          f"{prov}", png(fig), fig))
     return out
 
 
@@ -171,9 +239,9 @@ def ablation_figures(table: pd.DataFrame, data: ReportData) -> list[Figure]:
             span = max(finite.max() - finite.min(), 0.5)
             ax1.set_ylim(finite.min() - 2 * span, finite.max() + span)
         fig.suptitle(f"Ablation — {bench}")
+        prov = _finish(fig, data.usable("ablation", bench), "ablation")
         out.append(Figure(f"ablation_{_slug(bench)}", f"Ablation ({bench}; the paper's section 4.9)",
-                          f"ablation phase; mean and 95 % CI over seeds; {_provenance(data.usable('ablation', bench))}",
-                          png(fig)))
+                          f"ablation phase; mean and 95 % CI over seeds; {prov}", png(fig), fig))
     return out
 
 
@@ -187,12 +255,16 @@ def budget_figures(table: pd.DataFrame, data: ReportData) -> list[Figure]:
                             label=f"{_label(opt)} ({int(g['trials'].iloc[0])} trials)")
             ax.fill_between(g["k"], g["low"], g["high"], color=line.get_color(), alpha=0.2)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(tb["k"].unique()))  # plain integer ticks at the k computed, not 10^0, 2×10^0
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tuning budget k (trials)")
         ax.set_ylabel("expected best val accuracy (%)")
-        ax.set_title(f"Expected best accuracy vs tuning budget — {bench}")
-        ax.legend(fontsize=8)
+        ax.set_title(f"Expected best accuracy vs tuning budget\n{bench}", fontsize=10)
+        _legend(fig, ax)
         ax.grid(alpha=0.3)
+        prov = _finish(fig, data.usable("search", bench), "search")
         out.append(Figure(f"budget_{_slug(bench)}", f"Expected best accuracy vs tuning budget ({bench})",
                           "search phase; E[max of k trials drawn with replacement] (Dodge et al. 2019), band: 95 % "
-                          f"bootstrap over trials; {_provenance(data.usable('search', bench))}", png(fig)))
+                          f"bootstrap over trials; {prov}", png(fig), fig))
     return out

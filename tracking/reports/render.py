@@ -56,7 +56,7 @@ img{max-width:100%}
 """
 
 
-def _table_html(name: str, df: pd.DataFrame) -> str:
+def _table_html(name: str, df: pd.DataFrame, csv: bool = True) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for _, row in df.iterrows():
@@ -69,10 +69,12 @@ def _table_html(name: str, df: pd.DataFrame) -> str:
     if not body:
         body.append(f'<tr><td colspan="{max(1, len(df.columns))}">(no rows)</td></tr>')
     return (f'<div class="tablewrap"><table data-name="{html.escape(name)}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div><p><small>CSV: {html.escape(name)}.csv</small></p>")
+            f"<tbody>{''.join(body)}</tbody></table></div>"
+            + (f"<p><small>CSV: {html.escape(name)}.csv</small></p>" if csv else ""))
 
 
-def render_html(title: str, sections: list[Section]) -> str:
+def render_html(title: str, sections: list[Section], *, csv: bool = True) -> str:
+    """The report as one self-contained HTML page; ``csv``: name each table's CSV file (only when written)."""
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{toc}</ul>"]
@@ -82,7 +84,7 @@ def render_html(title: str, sections: list[Section]) -> str:
             cls = ' class="missing"' if s.anchor == "missing" else ""
             parts.append(f"<p{cls}>{html.escape(p)}</p>")
         for name, df in s.tables:
-            parts.append(_table_html(name, df))
+            parts.append(_table_html(name, df, csv))
         for f in s.figures:
             data = base64.b64encode(f.png).decode("ascii")
             parts.append(f'<figure id="fig-{html.escape(f.name)}"><img alt="{html.escape(f.title)}" '
@@ -107,14 +109,15 @@ def _table_md(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(title: str, sections: list[Section]) -> str:
+def render_markdown(title: str, sections: list[Section], *, csv: bool = True) -> str:
+    """The report as Markdown (figures linked as ``figures/<name>.png``); ``csv``: name each table's CSV."""
     out = [f"# {title}\n"]
     for s in sections:
         out.append(f"\n## {s.title}\n")
         for p in s.paragraphs:
             out.append(p + "\n")
         for name, df in s.tables:
-            out.append(f"\n*{name}* (`{name}.csv`)\n\n" + _table_md(df))
+            out.append(f"\n*{name}*" + (f" (`{name}.csv`)" if csv else "") + "\n\n" + _table_md(df))
         for f in s.figures:
             out.append(f"\n![{f.title}](figures/{f.name}.png)\n\n*{f.title}.* {f.caption}\n")
     return "\n".join(out)

@@ -57,10 +57,27 @@ class Interval:
             return "below"
         return None
 
-    def fmt(self, digits: int = 2, unit: str = "") -> str:
+    def clipped(self, bounds: tuple[float, float]) -> tuple[float, float, bool]:
+        """(low, high, clipped): the interval's ends limited to the metric's range ``bounds`` (e.g. 0–100
+        for an accuracy in percent); ``clipped`` says whether an end lay outside it. The interval itself
+        (``low``/``high``) is left as computed."""
+        lo, hi = max(self.low, bounds[0]), min(self.high, bounds[1])
+        return lo, hi, bool(self.defined and (lo != self.low or hi != self.high))
+
+    def fmt(self, digits: int = 2, unit: str = "", bounds: tuple[float, float] | None = None) -> str:
+        """"est [low, high]"; with ``bounds`` the displayed ends are clipped to the metric's range and a
+        clipped end is marked "*" with the interval as computed after it; n < 3 is flagged (a t-interval
+        from 2 values uses t = 12.7: nearly meaningless)."""
         if not math.isfinite(self.estimate):
             return "n/a"
-        ci = f" [{self.low:.{digits}f}, {self.high:.{digits}f}]" if self.defined else " (no CI)"
+        if not self.defined:
+            return f"{self.estimate:.{digits}f}{unit} (no CI)"
+        lo, hi, clipped = self.clipped(bounds) if bounds else (self.low, self.high, False)
+        ci = (f" [{lo:.{digits}f}{'*' if lo != self.low else ''}, {hi:.{digits}f}{'*' if hi != self.high else ''}]")
+        if clipped:
+            ci += f" (*clipped to {bounds[0]:g}–{bounds[1]:g}; t-interval [{self.low:.{digits}f}, {self.high:.{digits}f}])"
+        if bounds and self.n < 3:
+            ci += f" (n = {self.n} < 3: interval nearly meaningless)"
         return f"{self.estimate:.{digits}f}{unit}{ci}"
 
 

@@ -98,11 +98,12 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, *, s
               optimizer: str, benchmark: str, seed: int, hparams: Mapping[str, float],
               history: list[dict], outcome: str = "completed", batched: bool = True,
               artifacts: bool = True, epochs: int | None = None, finish: bool = True,
-              final: Mapping[str, float] | None = None) -> str:
+              final: Mapping[str, float] | None = None, max_steps: int | None = None) -> str:
     """Log one trial run (tags, params, per-epoch metrics with step = epoch, final metrics, artifacts).
 
     batched: one ``log_batch`` per epoch (as ``TrialLogger`` does) or one ``log_metric`` call per value.
     finish: end the run (FINISHED, or FAILED for outcome "failed"); False leaves it RUNNING.
+    max_steps: logged as the ``max_steps`` param when given (the study runner logs it only when set).
     """
     tags = {
         schema.TAG_ROLE: schema.ROLE_TRIAL, schema.TAG_STUDY: study, schema.TAG_PHASE: phase,
@@ -115,6 +116,8 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, *, s
     params = {schema.PARAM_HP_PREFIX + k: str(v) for k, v in hparams.items()}
     params.update(optimizer=optimizer, benchmark=benchmark, seed=str(seed),
                   epochs=str(epochs or len(history)), batch_size="128")
+    if max_steps is not None:
+        params["max_steps"] = str(int(max_steps))
     run = client.create_run(experiment_id, tags=tags, run_name=f"{optimizer}-s{seed}")
     rid = run.info.run_id
     now = int(time.time() * 1000)
@@ -171,6 +174,7 @@ def write_study(
     running_seeds: tuple = (),
     quadratic_facts: Mapping | None = None,
     target: Mapping[str, float] | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, str]:
     """Write a whole study: ``{phase: parent_run_id}``.
 
@@ -181,6 +185,7 @@ def write_study(
     ``phases`` restricts which phases are written (a study with missing phases). ``running_seeds``:
     final/ablation runs of these seeds are left RUNNING (a study still running). ``target``: e.g.
     ``{"val_accuracy": 0.9, "train_loss": 0.3}``; the target_* final metrics are derived from the curves.
+    ``max_steps``: logged as every trial's ``max_steps`` param (a capped smoke study).
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     exp_id = get_or_create_experiment(study, tracking_uri)  # artifacts beside the store, not ./mlruns
@@ -204,7 +209,7 @@ def write_study(
                         hist = trial_history(eff, 1000 + i, epochs, accuracy=eff.accuracy - drop)
                         log_trial(client, exp_id, pid, study=study, phase=phase, optimizer=opt,
                                   benchmark=bench, seed=i, hparams={"lr": lr}, history=hist,
-                                  batched=batched, artifacts=artifacts)
+                                  batched=batched, artifacts=artifacts, max_steps=max_steps)
                     continue
                 grid = list(lr_grid) if phase == "grid" else [eff.lr_best]
                 for lr in grid:
@@ -223,7 +228,7 @@ def write_study(
                                   benchmark=bench, seed=s, hparams={"lr": lr, **eff.extra},
                                   history=hist if outcome != "failed" else hist[:1], outcome=outcome,
                                   batched=batched, artifacts=artifacts, finish=s not in running_seeds,
-                                  final=final)
+                                  final=final, max_steps=max_steps)
         if finish_parents:
             client.set_terminated(pid, "FINISHED")
     return parents

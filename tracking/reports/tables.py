@@ -21,7 +21,7 @@ from . import stats
 from .claims import ADAM, AMGT, PAPER_ACCURACY, lr_grid
 from .data import ReportData
 
-__all__ = ["comparison_table", "cost_table", "sensitivity_tables", "ablation_table", "budget_table",
+__all__ = ["settings_table", "clip_accuracy_ci", "comparison_table", "cost_table", "sensitivity_tables", "ablation_table", "budget_table",
            "fairness_table", "provenance_table", "runs_table", "hparams_of"]
 
 
@@ -50,6 +50,64 @@ def hparams_of(runs: pd.DataFrame) -> str:
 def _order(opts) -> list[str]:
     opts = list(dict.fromkeys(opts))
     return [o for o in (AMGT, ADAM) if o in opts] + sorted(o for o in opts if o not in (AMGT, ADAM))
+
+
+ACCURACY_RANGE = (0.0, 100.0)
+
+
+def clip_accuracy_ci(df: pd.DataFrame, low: str = "ci_low", high: str = "ci_high", n: str = "n") -> pd.DataFrame:
+    """Clip the displayed accuracy interval ``low``/``high`` (points) to [0, 100], keep the t-interval as
+    computed in ``<low>_raw``/``<high>_raw``, and add ``ci_note``: "clipped" when an end lay outside the
+    range, "n < 3" when the interval rests on fewer than 3 values (t = 12.7 at n = 2: nearly meaningless)."""
+    df = df.copy()
+    raw_lo, raw_hi = df[low].astype(float), df[high].astype(float)
+    df[low] = raw_lo.clip(lower=ACCURACY_RANGE[0])
+    df[high] = raw_hi.clip(upper=ACCURACY_RANGE[1])
+    at = list(df.columns).index(high) + 1
+    df.insert(at, f"{low}_raw", raw_lo)
+    df.insert(at + 1, f"{high}_raw", raw_hi)
+    notes = []
+    for lo, hi, k in zip(raw_lo, raw_hi, df[n]):
+        parts = []
+        if (np.isfinite(lo) and lo < ACCURACY_RANGE[0]) or (np.isfinite(hi) and hi > ACCURACY_RANGE[1]):
+            parts.append("clipped to [0, 100]")
+        if pd.notna(k) and 0 < k < 3:
+            parts.append(f"n = {int(k)} < 3")
+        notes.append("; ".join(parts))
+    df.insert(at + 2, "ci_note", notes)
+    return df
+
+
+def _values(v: pd.Series, limit: int = 12) -> str:
+    u = sorted({int(x) for x in pd.to_numeric(v, errors="coerce").dropna()})
+    return ", ".join(map(str, u[:limit])) + (" …" if len(u) > limit else "")
+
+
+def settings_table(data: ReportData) -> pd.DataFrame:
+    """How long the trials trained, per study × benchmark: kind (parent runs' ``kind`` tag), phases,
+    epochs, batch_size, max_steps (the trials' params; "none" = full epochs), seeds (non-search phases),
+    search trials per optimizer, device, and the paper's epochs for that benchmark."""
+    from .claims import PAPER_EPOCHS
+
+    rows = []
+    p = data.parents
+    for (study, bench), r in data.runs.groupby(["study", "benchmark"], dropna=False):
+        kinds = (sorted(set(p.loc[p["study"] == study, "tags.kind"].dropna().astype(str)))
+                 if len(p) and "tags.kind" in p and "study" in p else [])
+        search = r[r["phase"] == "search"]
+        seeds = r.loc[r["phase"] != "search", "seed"].dropna().unique()
+        capped = _values(r["max_steps"])
+        rows.append({"study": study, "benchmark": bench, "kind": ", ".join(kinds),
+                     "phases": ", ".join(sorted(set(r["phase"].dropna().astype(str)))),
+                     "epochs": _values(r["epochs"]) or _values(r["epochs_completed"]),
+                     "batch_size": _values(r["batch_size"]),
+                     "max_steps": capped or "none (full epochs)",
+                     "seeds": f"{len(seeds)} ({_values(pd.Series(seeds))})" if len(seeds) else "0",
+                     "trials_per_optimizer": ", ".join(f"{o} {len(g)}" for o, g in search.groupby("optimizer")),
+                     "device": ", ".join(sorted(set(r["device"].dropna().astype(str)))),
+                     "paper_epochs": PAPER_EPOCHS.get(bench, math.nan)})
+    return pd.DataFrame(rows, columns=["study", "benchmark", "kind", "phases", "epochs", "batch_size", "max_steps",
+                                       "seeds", "trials_per_optimizer", "device", "paper_epochs"])
 
 
 def comparison_table(data: ReportData) -> pd.DataFrame:
@@ -86,7 +144,7 @@ def comparison_table(data: ReportData) -> pd.DataFrame:
             "ci_high", "paper_acc", "sigma_seeds", "sigma_val_loss_last5", "diff_vs_adam", "diff_ci_low",
             "diff_ci_high",
             "n_pairs", "p_wilcoxon", "p_holm", "hyperparameters"]
-    return pd.DataFrame(rows, columns=cols)
+    return clip_accuracy_ci(pd.DataFrame(rows, columns=cols))
 
 
 def cost_table(data: ReportData) -> pd.DataFrame:
@@ -126,7 +184,8 @@ def sensitivity_tables(data: ReportData) -> tuple[pd.DataFrame, pd.DataFrame]:
             w = stats.lr_range_width([m[0] for m in means], [m[1] for m in means])
             widths.append({"benchmark": bench, "optimizer": opt, "width_decades": w["width"], "lr_lo": w["lr_lo"],
                            "lr_hi": w["lr_hi"], "lr_best": w["lr_best"], "best_acc": w["best"]})
-    return (pd.DataFrame(cells, columns=["benchmark", "optimizer", "lr", "n", "test_acc_mean", "ci_low", "ci_high"]),
+    return (clip_accuracy_ci(pd.DataFrame(cells, columns=["benchmark", "optimizer", "lr", "n", "test_acc_mean",
+                                                          "ci_low", "ci_high"])),
             pd.DataFrame(widths, columns=["benchmark", "optimizer", "width_decades", "lr_lo", "lr_hi", "lr_best",
                                           "best_acc"]))
 
@@ -150,9 +209,9 @@ def ablation_table(data: ReportData) -> pd.DataFrame:
                 row.update(acc_diff_vs_full=d.difference.estimate, acc_diff_ci_low=d.difference.low,
                            acc_diff_ci_high=d.difference.high, osc_diff_vs_full=o.difference.estimate)
             rows.append(row)
-    return pd.DataFrame(rows, columns=["benchmark", "optimizer", "n", "test_acc_mean", "ci_low", "ci_high",
-                                       "oscillation_mean", "osc_ci_low", "osc_ci_high", "acc_diff_vs_full",
-                                       "acc_diff_ci_low", "acc_diff_ci_high", "osc_diff_vs_full"])
+    return clip_accuracy_ci(pd.DataFrame(rows, columns=[
+        "benchmark", "optimizer", "n", "test_acc_mean", "ci_low", "ci_high", "oscillation_mean", "osc_ci_low",
+        "osc_ci_high", "acc_diff_vs_full", "acc_diff_ci_low", "acc_diff_ci_high", "osc_diff_vs_full"]))
 
 
 def budget_table(data: ReportData, ks=None) -> pd.DataFrame:
@@ -220,7 +279,7 @@ def provenance_table(data: ReportData) -> pd.DataFrame:
 def runs_table(data: ReportData) -> pd.DataFrame:
     """Every trial run behind the report (run ids, tags, hyperparameters, final metrics): for the CSV."""
     keep = ["run_id", "study", "phase", "benchmark", "optimizer", "seed", "outcome", "status", "device", "git_sha",
-            "start_time", "end_time", "error"] + sorted(c for c in data.runs.columns if c.startswith("hp.")) + [
+            "start_time", "end_time", "error", "epochs", "batch_size", "max_steps"] + sorted(c for c in data.runs.columns if c.startswith("hp.")) + [
         "test_accuracy", "val_accuracy", "best_val_accuracy", "train_loss", "val_loss", "epoch_time_median",
         "oscillation_mean", "optimizer_state_bytes", "peak_memory_bytes", "wall_time_s", "epochs_completed"]
     return data.runs[[c for c in keep if c in data.runs.columns]].sort_values(
