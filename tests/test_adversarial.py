@@ -84,6 +84,16 @@ def test_settings_a_kind_would_silently_ignore_are_refused():
     refused(quad, "benchmark", "more than once")
 
 
+def test_unknown_target_and_boolean_counts_are_refused():
+    # run_trial refused the unknown target in every trial (all failed, exit 3)
+    refused(tiny(target={"val_acc": 0.9}), "target.val_acc", "val_accuracy")
+    refused(tiny(kind="quadratic", search=None, benchmark="quadratic-4.10.1", target={"val_accuracy": 0.9}),
+            "target.val_accuracy")
+    # YAML 1.1 reads `epochs: yes` as True, which pydantic's lax mode took as 1 epoch
+    refused(tiny(epochs=True), "field epochs", "valid integer")
+    refused(tiny(seeds=True), "field seeds", "valid integer")
+
+
 def test_non_finite_numbers_are_refused():
     sens = {"name": "s", "kind": "sensitivity", "benchmark": "digits-cnn", "optimizers": ["adam"],
             "sensitivity": {"lr_low": 1e-3, "lr_high": float("inf"), "points": 3}}
@@ -153,6 +163,13 @@ def test_optuna_storage_in_the_mlflow_database(tmp_path):
 def test_optuna_storage_in_the_mlflow_postgresql_database(tmp_path, postgres_url):
     line = _run_in(tmp_path, "--tracking-uri", postgres_url, "--optuna-storage", postgres_url)
     assert "same database" in line
+    # an MLflow server's backend database given as the Optuna storage (the URIs differ: http:// vs postgresql)
+    import tracking
+    from study.runner import StudyRunError, check_optuna_storage
+
+    tracking.get_or_create_experiment("adv-pg", postgres_url)
+    with pytest.raises(StudyRunError, match="MLflow tracking store"):
+        check_optuna_storage(postgres_url)
 
 
 # ---- optimizers --------------------------------------------------------------------------------------------

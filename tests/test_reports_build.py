@@ -267,7 +267,8 @@ def test_short_capped_study_says_so(tmp_path):
         assert ax.get_legend() is None and len(fig.legends) == 1  # outside the axes
         assert not fig.legends[0].get_window_extent().overlaps(ax.get_window_extent())
         if f.name.startswith(("loss_", "val_acc_", "grad_std_")):
-            assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]
+            lo, hi = ax.get_xlim()
+            assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1]  # one epoch: one integer tick
         if f.name.startswith("budget_"):
             assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
             assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))

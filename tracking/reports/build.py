@@ -20,7 +20,7 @@ from tracking import query, schema
 from . import plots, tables
 from .claims import CAVEAT_RULE, RULES, ClaimResult, evaluate_claims
 from .data import USABLE_OUTCOMES, ReportData
-from .importance import IMPORTANCE_COLUMNS, importance_section, resolve_optuna_storage
+from .importance import CONTOUR_MIN_TRIALS, IMPORTANCE_COLUMNS, importance_section, resolve_optuna_storage
 from .render import Section, render_html, render_markdown
 
 __all__ = ["build_report", "ReportResult", "FORMATS", "write_report", "ARTIFACT_DIR"]
@@ -265,15 +265,20 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
             "the largest peak_memory_bytes recorded (CUDA: max allocated; CPU: process peak RSS); "
             "optimizer_state_bytes = bytes of the optimizer's state tensors (median over runs)."],
             [("cost", cost)], anchor="cost"),
-        Section("Training curves", ["Final phase, per benchmark."], figures=figs_curves + figs_time, anchor="curves"),
+        Section("Training curves", [
+            "Final phase, per benchmark. Each figure names, in a footer inside the image, the study, benchmark, "
+            "phase, number of seeds, epochs, max_steps, device and git commit it was drawn from."],
+            figures=figs_curves + figs_time, anchor="curves"),
         Section("Learning-rate sensitivity", [
             "Grid phase: final test accuracy per learning rate (mean, 95 % CI over seeds). width_decades = "
             "log10(lr_hi/lr_lo) of the contiguous lr range around the best grid point whose mean is within 1 "
-            "point of the best."], [("lr_sensitivity", sens_cells), ("lr_width", sens_widths)], figs_sens,
+            "point of the best. ci_low/ci_high clipped to [0, 100] as in the comparison (raw ends and ci_note "
+            "beside them)."], [("lr_sensitivity", sens_cells), ("lr_width", sens_widths)], figs_sens,
             anchor="sensitivity"),
         Section("Ablation", [
             "Ablation phase: AMGT with one mechanism switched off (amgt-no-threshold: τ = 0; amgt-no-decay: "
-            "λ = 0; amgt-no-variance: γ = 0) and Adam; differences are paired by seed against full AMGT."],
+            "λ = 0; amgt-no-variance: γ = 0) and Adam; differences are paired by seed against full AMGT. "
+            "Accuracy ci_low/ci_high clipped to [0, 100] as in the comparison."],
             [("ablation", ablation)], figs_abl, anchor="ablation"),
         Section("Tuning budget", [
             "Search phase: expected best validation accuracy after k trials drawn at random from the trials "
@@ -283,7 +288,9 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
             "From the Optuna studies: importance_default = optuna.importance.get_param_importances with "
             "Optuna's default evaluator (PED-ANOVA in Optuna 5); importance_fanova = the same with "
             "FanovaImportanceEvaluator(seed=0); each sums to 1 per study. Contour and slice plots: Optuna's "
-            "matplotlib visualisations for AMGT's lr, tau (τ), lr_decay (λ) and gamma (γ).", *notes],
+            "matplotlib visualisations for AMGT's lr, tau (τ), lr_decay (λ) and gamma (γ); a contour plot is "
+            f"drawn only from ≥ {CONTOUR_MIN_TRIALS} completed trials over params with ≥ 2 distinct values (else "
+            "it interpolates a surface between a few points: skipped, with the reason below).", *notes],
             [("importance", importance)], optuna_figs, anchor="importance"),
         Section("Fairness", [
             "Trials per study, phase, benchmark and optimizer, by outcome; search_dims = hyperparameters that "
