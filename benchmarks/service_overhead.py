@@ -512,7 +512,8 @@ def breakdown(results: list[dict]) -> list[str]:
         if not r["what"].startswith("service"):
             continue
         ph = r["phases"]
-        gaps = [g for p in ph.values() for g in p["gaps_between_runs_s"]]
+        # at concurrency > 1 runs overlap: the gaps mean nothing there
+        gaps = [g for p in ph.values() for g in p["gaps_between_runs_s"]] if r["concurrency"] == 1 else []
         inside = [t["run_span_minus_trial_s"] for t in r["per_trial"]]
 
         def f(x):

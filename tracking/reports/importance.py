@@ -75,7 +75,8 @@ def _tidy(fig) -> None:
     for ax in fig.axes:
         if ax.get_title() in ("Slice Plot", "Contour Plot"):
             ax.set_title("")
-        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
             if scale != "log":
                 continue
             lo, hi = sorted(lim)

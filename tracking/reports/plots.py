@@ -19,7 +19,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from .claims import NAMES
 from .data import ReportData
 
-__all__ = ["Figure", "png", "footer", "provenance_text", "curve_figures", "accuracy_vs_time", "sensitivity_figures", "ablation_figures",
+__all__ = ["Figure", "png", "footer", "provenance_text",
+           "curve_figures", "accuracy_vs_time", "sensitivity_figures", "ablation_figures",
            "budget_figures"]
 
 DPI = 90
@@ -122,8 +123,8 @@ CURVES = (("train_loss", "Training loss per epoch", "loss", "Figs. 4.1–4.3"),
 
 
 def _epoch_axis(ax, epochs) -> None:
-    """Integer epoch ticks (``MaxNLocator(integer=True, min_n_ticks=1)``), with half an epoch of room either side so that a
-    one-epoch run gets the single tick 1, not 0.96, 0.98, …"""
+    """Integer epoch ticks (``MaxNLocator(integer=True, min_n_ticks=1)``), with half an epoch of room either
+    side, so that a one-epoch run gets the single tick 1, not 0.96, 0.98, …"""
     e = pd.to_numeric(pd.Series(epochs), errors="coerce").dropna()
     if len(e):
         ax.set_xlim(e.min() - 0.5, e.max() + 0.5)

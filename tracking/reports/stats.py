@@ -75,7 +75,8 @@ class Interval:
         lo, hi, clipped = self.clipped(bounds) if bounds else (self.low, self.high, False)
         ci = (f" [{lo:.{digits}f}{'*' if lo != self.low else ''}, {hi:.{digits}f}{'*' if hi != self.high else ''}]")
         if clipped:
-            ci += f" (*clipped to {bounds[0]:g}–{bounds[1]:g}; t-interval [{self.low:.{digits}f}, {self.high:.{digits}f}])"
+            ci += (f" (*clipped to {bounds[0]:g}–{bounds[1]:g}; t-interval [{self.low:.{digits}f}, "
+                   f"{self.high:.{digits}f}])")
         if bounds and self.n < 3:
             ci += f" (n = {self.n} < 3: interval nearly meaningless)"
         return f"{self.estimate:.{digits}f}{unit}{ci}"

@@ -21,7 +21,8 @@ from . import stats
 from .claims import ADAM, AMGT, PAPER_ACCURACY, lr_grid
 from .data import ReportData
 
-__all__ = ["settings_table", "clip_accuracy_ci", "comparison_table", "cost_table", "sensitivity_tables", "ablation_table", "budget_table",
+__all__ = ["settings_table", "clip_accuracy_ci",
+           "comparison_table", "cost_table", "sensitivity_tables", "ablation_table", "budget_table",
            "fairness_table", "provenance_table", "runs_table", "hparams_of"]
 
 
@@ -279,7 +280,8 @@ def provenance_table(data: ReportData) -> pd.DataFrame:
 def runs_table(data: ReportData) -> pd.DataFrame:
     """Every trial run behind the report (run ids, tags, hyperparameters, final metrics): for the CSV."""
     keep = ["run_id", "study", "phase", "benchmark", "optimizer", "seed", "outcome", "status", "device", "git_sha",
-            "start_time", "end_time", "error", "epochs", "batch_size", "max_steps"] + sorted(c for c in data.runs.columns if c.startswith("hp.")) + [
+            "start_time", "end_time", "error", "epochs", "batch_size", "max_steps"] + sorted(
+        c for c in data.runs.columns if c.startswith("hp.")) + [
         "test_accuracy", "val_accuracy", "best_val_accuracy", "train_loss", "val_loss", "epoch_time_median",
         "oscillation_mean", "optimizer_state_bytes", "peak_memory_bytes", "wall_time_s", "epochs_completed"]
     return data.runs[[c for c in keep if c in data.runs.columns]].sort_values(
