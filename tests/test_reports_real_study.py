@@ -25,7 +25,14 @@ def test_report_from_a_real_tiny_study(tmp_path, ray_local):
     run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lambda s: None)
 
     r = build_report(["tiny-report"], tracking_uri=uri, out_dir=tmp_path / "report", optuna_storage=storage)
-    assert r.missing == [], r.missing
+    # 2 search trials per optimizer: the contour plot is skipped, with its reason, and nothing else is missing
+    assert r.missing == ["Optuna study tiny-report/amgt: contour plot skipped: 2 completed trial(s), a contour "
+                         "needs ≥ 5 (with fewer it interpolates a surface between a few points)"], r.missing
+    settings = r.tables["settings"].iloc[0]
+    assert (settings["benchmark"], settings["epochs"], settings["max_steps"]) == ("digits-cnn", "1",
+                                                                                 "none (full epochs)")
+    assert {c.caveat for c in r.claims if c.verdict != "not measured"} == {
+        "digits-cnn is not one of the paper's benchmarks (1 epoch)"}
     comp = r.tables["comparison"]
     assert sorted(comp["optimizer"]) == ["adam", "amgt"] and (comp["n"] == 2).all()
     assert comp["test_acc_mean"].between(10, 100).all()  # percent, from the runs' test_accuracy
