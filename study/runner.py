@@ -835,9 +835,12 @@ def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return False
-    address = ray_address or cfg.ray_address  # None: ray.init honours RAY_ADDRESS, else starts a local Ray
+    address = ray_address or cfg.ray_address  # None: ray.init honours RAY_ADDRESS
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):
+        # "local" always starts a fresh local Ray; address=None would join whatever cluster
+        # /tmp/ray/ray_current_cluster names (possibly a dead one left by another process).
+        address = "local"
         kwargs["include_dashboard"] = False
     try:
         ray.init(address=address, **kwargs)
