@@ -23,3 +23,22 @@ def check_flag(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
         raise ValueError(f"Invalid {name}: {value!r} (allowed: True or False)")
+
+
+def add_checked_param_group(
+    optimizer: Any, param_group: dict[str, Any], check: Callable[..., None], keys: tuple[str, ...]
+) -> None:
+    """``torch.optim.Optimizer.add_param_group``, then ``check(**{key: group[key]})`` on the new group.
+
+    Raises:
+        ValueError: a group value out of range, prefixed with the group's index; the group is removed again.
+    """
+    from torch.optim.optimizer import Optimizer
+
+    Optimizer.add_param_group(optimizer, param_group)
+    group = optimizer.param_groups[-1]
+    try:
+        check(**{k: group[k] for k in keys})
+    except ValueError as exc:
+        optimizer.param_groups.pop()
+        raise ValueError(f"param group {len(optimizer.param_groups)}: {exc}") from None

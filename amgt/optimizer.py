@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
 from ._functional import Diagnostics, Workspace, amgt_update, state_dtype
-from ._validation import check_flag, check_number
+from ._validation import add_checked_param_group, check_flag, check_number
 
 __all__ = ["AMGT"]
 
@@ -157,13 +157,7 @@ class AMGT(Optimizer):
             ValueError: a group value out of range (names the group index, the argument and the range);
                 the group is not added.
         """
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            _check_hyperparameters(**{k: group[k] for k in _GROUP_KEYS})
-        except ValueError as exc:
-            self.param_groups.pop()
-            raise ValueError(f"param group {len(self.param_groups)}: {exc}") from None
+        add_checked_param_group(self, param_group, _check_hyperparameters, _GROUP_KEYS)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
