@@ -174,6 +174,18 @@ def test_c10_lr_range(amgt, adam, expected):
     assert v == expected and "decades" in res.measured
 
 
+def test_c10_diverged_runs_score_zero_not_dropped():
+    # Adam diverges at the two largest lrs in one of two seeds: those runs have no accuracy. Dropped, the
+    # surviving seed leaves 1 seed at those lrs (C10 "not measured"); scored 0, Adam's range shrinks.
+    runs = _grid(FLAT, FLAT, seeds=2)
+    for r in runs:
+        if r["optimizer"] == "adam" and r["hp.lr"] >= 3e-3 and r["seed"] == 0:
+            r.update(outcome="diverged", test_accuracy=np.nan)
+    v, res = verdict("C10", runs)
+    assert v != NM, res.reason
+    assert "AMGT 2.00" in res.measured and "Adam 1.00" in res.measured
+
+
 def test_c10_not_measured():
     assert verdict("C10", [])[0] == NM
     assert verdict("C10", _grid(FLAT, PEAKED, seeds=1))[0] == NM

@@ -111,7 +111,8 @@ RULES = {
             "width W = log10(lr_hi/lr_lo) in decades of the contiguous lr range around the best grid point "
             "whose mean is within 1 point of the best. supported iff the 95 % bootstrap interval (seeds "
             "resampled per lr) of W_AMGT − W_Adam lies wholly above 0; contradicted iff wholly below 0; not "
-            "supported otherwise; not measured without grid runs of both with ≥ 2 seeds per lr."),
+            "supported otherwise; not measured without grid runs of both with ≥ 2 seeds per lr. A diverged run "
+            "without an accuracy scores 0 (no usable model)."),
     "C11": ("exact computation (quadratic study facts): eigenvalues of the Hessian (±0.01), GD stability limit "
             "2/λmax (±0.001) and the fixed step with the smallest contraction max|1 − ηλ| among the steps "
             "computed. supported iff every stated value agrees; contradicted iff any disagrees (the reason says "
@@ -407,12 +408,18 @@ def _c9(data: ReportData) -> ClaimResult:
 
 # ---- C10 -------------------------------------------------------------------------------------------------------
 def lr_grid(data: ReportData, bench: str) -> pd.DataFrame:
-    """Grid-phase runs of ``bench`` as ``optimizer, lr, seed, score`` (score = test accuracy in points)."""
+    """Grid-phase runs of ``bench`` as ``optimizer, lr, seed, score`` (score = test accuracy in points).
+
+    A diverged run without an accuracy scores 0: it left no usable model, which is exactly the failure a
+    learning-rate robustness claim is about (dropping it would make a diverging lr look better).
+    """
     runs = data.usable("grid", bench)
     if "hp.lr" not in runs:
         return pd.DataFrame(columns=["optimizer", "lr", "seed", "score"])
+    score = runs["test_accuracy"] * 100
+    score = score.mask(score.isna() & (runs["outcome"] == "diverged"), 0.0)
     return pd.DataFrame({"optimizer": runs["optimizer"], "lr": pd.to_numeric(runs["hp.lr"], errors="coerce"),
-                         "seed": runs["seed"], "score": runs["test_accuracy"] * 100}).dropna(subset=["lr"])
+                         "seed": runs["seed"], "score": score}).dropna(subset=["lr"])
 
 
 def _c10(data: ReportData) -> ClaimResult:
