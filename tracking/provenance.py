@@ -42,28 +42,24 @@ def git_sha(path: str | Path | None = None) -> str | None:
     return sha
 
 
-@functools.lru_cache(maxsize=16)
-def _git_sha(path: str) -> str | None:
+def _git(path: str, *args: str) -> str | None:
+    """stdout of ``git -C path ARGS`` (10 s limit), or None when git is missing or fails."""
     try:
-        out = subprocess.run(
-            ["git", "-C", path, "rev-parse", "--verify", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
+        out = subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=16)
+def _git_sha(path: str) -> str | None:
+    sha = _git(path, "rev-parse", "--verify", "HEAD")
+    return sha if sha is not None and len(sha) == 40 else None
 
 
 def _git_dirty(path: str) -> bool | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    status = _git(path, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def device_string(device: object | None = None) -> str:

@@ -90,6 +90,18 @@ def _digits_cnn(config: dict, device: torch.device) -> ClassificationProblem:
     return _in_memory(data, DigitsCNN(), config, device)
 
 
+def _in_memory_split(config: dict, loader, mean_std, **kwargs) -> _data.InMemoryData:
+    """8-bit images from ``loader(root, "train"|"test", download=...)`` held in memory, with the validation
+    split of the training part fixed by ``config["seed"]`` (the test set never enters model selection)."""
+    root = _data.resolve_data_dir(config.get("data_dir"))
+    download = bool(config.get("download", False))
+    x, y = loader(root, "train", download=download)
+    tx, ty = loader(root, "test", download=download)
+    tr, va = _data.split_indices(int(y.shape[0]), config["val_fraction"], config["seed"])
+    mean, std = mean_std
+    return _data.InMemoryData(x[tr], y[tr], x[va], y[va], tx, ty, scale=1 / 255, mean=mean, std=std, **kwargs)
+
+
 @register_benchmark(
     "mnist-lenet5", "classification",
     {"epochs": 30, "batch_size": 128, "val_fraction": 1 / 12,
@@ -97,12 +109,7 @@ def _digits_cnn(config: dict, device: torch.device) -> ClassificationProblem:
     "LeNet-5 on MNIST (paper Table 4.1: batch 128, 30 epochs); 55k train / 5k validation / 10k test",
 )
 def _mnist_lenet5(config: dict, device: torch.device) -> ClassificationProblem:
-    root = _data.resolve_data_dir(config.get("data_dir"))
-    x, y = _data.load_mnist_tensors(root, "train", download=bool(config.get("download", False)))
-    tx, ty = _data.load_mnist_tensors(root, "test", download=bool(config.get("download", False)))
-    tr, va = _data.split_indices(int(y.shape[0]), config["val_fraction"], config["seed"])
-    mean, std = _data.MNIST_MEAN_STD
-    data = _data.InMemoryData(x[tr], y[tr], x[va], y[va], tx, ty, scale=1 / 255, mean=mean, std=std)
+    data = _in_memory_split(config, _data.load_mnist_tensors, _data.MNIST_MEAN_STD)
     return _in_memory(data, LeNet5(), config, device)
 
 
@@ -113,13 +120,8 @@ def _mnist_lenet5(config: dict, device: torch.device) -> ClassificationProblem:
     "ResNet-18 (CIFAR stem) on CIFAR-10 with crop+flip (paper: batch 128, 100 epochs); 45k/5k/10k",
 )
 def _cifar10_resnet18(config: dict, device: torch.device) -> ClassificationProblem:
-    root = _data.resolve_data_dir(config.get("data_dir"))
-    x, y = _data.load_cifar10_tensors(root, "train", download=bool(config.get("download", False)))
-    tx, ty = _data.load_cifar10_tensors(root, "test", download=bool(config.get("download", False)))
-    tr, va = _data.split_indices(int(y.shape[0]), config["val_fraction"], config["seed"])
-    mean, std = _data.CIFAR10_MEAN_STD
-    data = _data.InMemoryData(x[tr], y[tr], x[va], y[va], tx, ty, scale=1 / 255, mean=mean, std=std,
-                              augment=_data.random_crop_flip)
+    data = _in_memory_split(config, _data.load_cifar10_tensors, _data.CIFAR10_MEAN_STD,
+                            augment=_data.random_crop_flip)
     return _in_memory(data, resnet18_cifar(10), config, device)
 
 

@@ -184,6 +184,16 @@ def _absent(data: ReportData, phase: str, what: str) -> str:
     return f"{what} (measured in the {phase} phase: {present})"
 
 
+def _final_phase(data: ReportData, cid: str) -> tuple[str | None, pd.DataFrame | None, ClaimResult | None]:
+    """The benchmark judged on (a paper benchmark first) and its usable final-phase runs; or, when no
+    benchmark has final-phase runs of both AMGT and Adam, ``(None, None, <cid not measured, with why>)``."""
+    bench = _pick(data, "final", PAPER_BENCHMARKS)
+    if bench is None:
+        return None, None, _result(cid, "", NOT_MEASURED, _absent(data, "final", "no benchmark with final-phase "
+                                                                               "runs of both AMGT and Adam"))
+    return bench, data.usable("final", bench), None
+
+
 def _verdict_from_interval(iv: stats.Interval, favour: str, margin: float = 0.0) -> str:
     """favour "above": supported iff the CI lies above +margin, contradicted iff below −margin;
     "below": the mirror image. Anything else: not supported."""
@@ -251,11 +261,9 @@ def _c3(d):
 
 # ---- C4 -----------------------------------------------------------------------------------------------
 def _c4(data: ReportData) -> ClaimResult:
-    bench = _pick(data, "final", PAPER_BENCHMARKS)
-    if bench is None:
-        return _result("C4", "", NOT_MEASURED, _absent(data, "final", "no benchmark with final-phase runs of both "
-                                                                       "AMGT and Adam"))
-    runs = data.usable("final", bench)
+    bench, runs, absent = _final_phase(data, "C4")
+    if absent is not None:
+        return absent
     sds = {o: g["test_accuracy"].std(ddof=1) for o, g in runs.groupby("optimizer")}
     last5 = {o: g["val_loss_last5_sd"].mean() for o, g in runs.groupby("optimizer")}
     ratio = stats.sd_ratio_interval(runs[runs.optimizer == AMGT]["test_accuracy"],
@@ -312,11 +320,9 @@ def _c5(data: ReportData) -> ClaimResult:
 
 
 def _c6(data: ReportData) -> ClaimResult:
-    bench = _pick(data, "final", PAPER_BENCHMARKS)
-    if bench is None:
-        return _result("C6", "", NOT_MEASURED, _absent(data, "final", "no benchmark with final-phase runs of both "
-                                                                       "AMGT and Adam"))
-    runs = data.usable("final", bench)
+    bench, runs, absent = _final_phase(data, "C6")
+    if absent is not None:
+        return absent
     s_amgt = runs[runs.optimizer == AMGT]["optimizer_state_bytes"].median()
     s_adam = runs[runs.optimizer == ADAM]["optimizer_state_bytes"].median()
     if not (np.isfinite(s_amgt) and np.isfinite(s_adam)) or s_adam <= 0:
@@ -339,11 +345,9 @@ def _c6(data: ReportData) -> ClaimResult:
 
 # ---- C7, C8 ------------------------------------------------------------------------------------------------
 def _reduction_claim(cid: str, data: ReportData, columns: Sequence[str], what: str, paper_pct: float) -> ClaimResult:
-    bench = _pick(data, "final", PAPER_BENCHMARKS)
-    if bench is None:
-        return _result(cid, "", NOT_MEASURED, _absent(data, "final", "no benchmark with final-phase runs of both "
-                                                                      "AMGT and Adam"))
-    runs = data.usable("final", bench)
+    bench, runs, absent = _final_phase(data, cid)
+    if absent is not None:
+        return absent
     col = next((c for c in columns if runs[c].notna().any()), None)
     if col is None:
         return _result(cid, "", NOT_MEASURED, f"{' / '.join(columns)} not recorded on {bench} (target never "
@@ -576,11 +580,9 @@ def _c14(data: ReportData) -> ClaimResult:
 
 
 def _c15(data: ReportData) -> ClaimResult:
-    bench = _pick(data, "final", PAPER_BENCHMARKS)
-    if bench is None:
-        return _result("C15", "", NOT_MEASURED, _absent(data, "final", "no benchmark with final-phase runs of both "
-                                                                        "AMGT and Adam"))
-    runs = data.usable("final", bench)
+    bench, runs, absent = _final_phase(data, "C15")
+    if absent is not None:
+        return absent
     pair = stats.paired_difference(_per_seed(runs, AMGT, "oscillation_mean"), _per_seed(runs, ADAM, "oscillation_mean"))
     measured = (f"oscillation AMGT − Adam = {pair.difference.fmt(4)} (n = {pair.n} seeds, "
                 f"Wilcoxon p = {pair.p_wilcoxon:.3g})")
