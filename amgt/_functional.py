@@ -34,7 +34,8 @@ def state_dtype(param: Tensor) -> torch.dtype:
 class Diagnostics:
     """Running sums of AMGT's per-step diagnostics, kept on the parameters' devices (no device sync).
 
-    ``summary()`` is the only place values are copied to the host.
+    ``summary()`` is the only place values are copied to the host. The paths add one 0-d tensor per
+    device and step (not one per parameter), so the bookkeeping costs two small ops per step.
     """
 
     def __init__(self) -> None:
@@ -45,8 +46,8 @@ class Diagnostics:
         self.lr_t: Optional[float] = None
         self._lambda_host = 0.0  # elements whose λ_t is exactly 1 (γ = 0 or first step)
         self._lambda_elems = 0
-        self._suppressed_elems = 0  # elements that went through thresholding
-        self._dev: dict[torch.device, Tensor] = {}  # device -> [sum of λ_t, suppressed count]
+        self._thresholded_elems = 0  # elements that went through thresholding
+        self._dev: dict[torch.device, Tensor] = {}  # device -> [sum of λ_t, kept count]
 
     def _acc(self, device: torch.device) -> Tensor:
         acc = self._dev.get(device)
@@ -56,23 +57,40 @@ class Diagnostics:
         return acc
 
     def add_lambda(self, total: Tensor | float, numel: int, device: torch.device) -> None:
+        """Add Σλ_t over ``numel`` elements (a 0-d tensor on ``device``, or a host float)."""
         self._lambda_elems += numel
         if isinstance(total, Tensor):
             self._acc(device)[0].add_(total)
         else:
             self._lambda_host += total
 
-    def add_suppressed(self, count: Tensor, numel: int, device: torch.device) -> None:
-        self._suppressed_elems += numel
-        self._acc(device)[1].add_(count)
+    def add_kept(self, kept: Tensor, numel: int, device: torch.device) -> None:
+        """Add the number of elements kept by thresholding (0-d tensor on ``device``) out of ``numel``."""
+        self._thresholded_elems += numel
+        self._acc(device)[1].add_(kept)
+
+    def add_sums(self, device: torch.device, lam: Optional[Tensor], kept: Optional[Tensor]) -> None:
+        """Add stacked per-tensor sums at once: ``lam`` and ``kept`` are 1-d tensors on ``device`` (or None);
+        element counts must be added with :meth:`count` (one call per step instead of one per tensor)."""
+        acc = self._acc(device)
+        if lam is not None:
+            acc[0].add_(lam.sum(dtype=acc.dtype))
+        if kept is not None:
+            acc[1].add_(kept.sum(dtype=acc.dtype))
+
+    def count(self, *, lambda_elems: int = 0, lambda_host: float = 0.0, thresholded_elems: int = 0) -> None:
+        self._lambda_elems += lambda_elems
+        self._lambda_host += lambda_host
+        self._thresholded_elems += thresholded_elems
 
     def summary(self) -> dict[str, float]:
-        lam, sup = self._lambda_host, 0.0
+        lam, kept = self._lambda_host, 0.0
         for acc in self._dev.values():
             a, b = acc.tolist()
-            lam, sup = lam + a, sup + b
+            lam, kept = lam + a, kept + b
+        n = self._thresholded_elems
         return {
-            "suppressed_fraction": sup / self._suppressed_elems if self._suppressed_elems else 0.0,
+            "suppressed_fraction": (n - kept) / n if n else 0.0,
             "lambda_mean": lam / self._lambda_elems if self._lambda_elems else 1.0,
             "lr_t": float("nan") if self.lr_t is None else self.lr_t,
             "steps": float(self.steps),
@@ -148,6 +166,12 @@ def _variance_weight(exp_avg: Tensor, exp_avg_sq: Tensor, c: _Coefficients, gamm
     return num.mul_(gamma / c.bc2).add_(1).reciprocal_()
 
 
+def _exact_sum(x: Tensor) -> Tensor:
+    """Sum of ``x`` as a 0-d tensor; in float64 beyond 2**24 elements, where float32 sums of 0/1 masks and
+    of λ in (0, 1] could round."""
+    return x.sum() if x.numel() <= 1 << 24 else x.sum(dtype=torch.float64)
+
+
 def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float,
                       scratch: Tensor) -> Tensor:
     """Per-tensor thresholding of ``u`` and the parameter update ``param += alpha·u·mask``.
@@ -158,7 +182,7 @@ def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau:
     """
     theta = torch.linalg.vector_norm(u) * (tau / math.sqrt(u.numel()))
     keep = torch.abs(u, out=scratch).ge_(theta)
-    kept = keep.sum()
+    kept = _exact_sum(keep)
     param.addcmul_(keep, u, value=alpha)  # p += α·u·mask
     if residual is not None:
         residual.addcmul_(keep, residual, value=-1)  # r (= u) ← u·(1 - mask)
@@ -171,9 +195,21 @@ def _single_tensor_amgt(
     workspace=None,
 ):
     workspace = workspace if workspace is not None else Workspace()
+    # Per-call bookkeeping instead of per-tensor ops (Python dispatch is ~3 µs an op, ~20 ops a tensor):
+    # one increment of every step counter, coefficients per distinct step, diagnostics summed per device.
+    if all(s.device.type == "cpu" for s in state_steps):
+        torch._foreach_add_(state_steps, 1)
+    else:
+        for s in state_steps:
+            s += 1
+    coefficients: dict[tuple, _Coefficients] = {}
+    lam_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
+    kept_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
+    lambda_elems = thresholded_elems = 0
+    lambda_host = 0.0
     for i, param in enumerate(params):
         grad = grads[i]
-        exp_avg, exp_avg_sq, residual, step_t = exp_avgs[i], exp_avg_sqs[i], residuals[i], state_steps[i]
+        exp_avg, exp_avg_sq, residual = exp_avgs[i], exp_avg_sqs[i], residuals[i]
         if torch.is_complex(param):
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             exp_avg, exp_avg_sq = torch.view_as_real(exp_avg), torch.view_as_real(exp_avg_sq)
@@ -186,9 +222,11 @@ def _single_tensor_amgt(
         elif grad.dtype != exp_avg.dtype:
             grad = s2.copy_(grad)
 
-        step_t += 1
-        c = _Coefficients(_value(step_t), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
-                          dtype=exp_avg.dtype)
+        key = (_value(state_steps[i]), exp_avg.dtype)
+        c = coefficients.get(key)
+        if c is None:
+            c = coefficients[key] = _Coefficients(key[0], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                                  lr_decay=lr_decay, dtype=exp_avg.dtype)
 
         if weight_decay != 0:
             if decoupled_weight_decay:
@@ -198,17 +236,18 @@ def _single_tensor_amgt(
 
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
+        n = grad.numel()
+        lambda_elems += n
         if gamma != 0 and not c.first:
             lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance, (s0, s1))
             exp_avg.mul_(beta1).addcmul_(grad, lam, value=1 - beta1)
             if diagnostics is not None:
-                diagnostics.add_lambda(lam.sum(), lam.numel(), lam.device)
+                lam_sums[lam.device].append(_exact_sum(lam))
         else:
             exp_avg.lerp_(grad, 1 - beta1)  # Adam's own operation
-            if diagnostics is not None:
-                diagnostics.add_lambda(float(grad.numel()), grad.numel(), grad.device)
+            lambda_host += float(n)
 
-        if tau == 0 or param.numel() == 0:
+        if tau == 0 or n == 0:
             # exactly torch.optim.Adam's operations (non-capturable path)
             denom = torch.sqrt(exp_avg_sq, out=s0).div_(c.bc2**0.5).add_(eps)
             param.addcdiv_(exp_avg, denom, value=-c.lr_t / c.bc1)
@@ -223,8 +262,16 @@ def _single_tensor_amgt(
             u = torch.div(exp_avg, denom, out=s1)
             alpha = -c.lr_t * sqrt_bc2 / c.bc1
         kept = _threshold_apply_(param, u, residual, tau, alpha, s0)
+        thresholded_elems += n
         if diagnostics is not None:
-            diagnostics.add_suppressed(u.numel() - kept, u.numel(), u.device)
+            kept_sums[u.device].append(kept)
+
+    if diagnostics is not None:
+        diagnostics.count(lambda_elems=lambda_elems, lambda_host=lambda_host, thresholded_elems=thresholded_elems)
+        for device in {*lam_sums, *kept_sums}:
+            lam, kept = lam_sums.get(device), kept_sums.get(device)
+            # torch.stack promotes float32 sums to float64 if any tensor needed a float64 sum
+            diagnostics.add_sums(device, torch.stack(lam) if lam else None, torch.stack(kept) if kept else None)
 
 
 def _total(xs: list[Tensor], device: torch.device) -> Tensor:
@@ -331,7 +378,7 @@ def _multi_tensor_amgt(
         if d_residuals is not None:
             torch._foreach_addcmul_(u, keep, u, -1.0)  # the residual keeps u·(1 - mask)
         if diagnostics is not None:
-            diagnostics.add_suppressed(numel - kept, numel, device)
+            diagnostics.add_kept(kept, numel, device)
 
 
 def _tensor_step_for_compile(p, g, m, v, r, coef, *, beta1: float, beta2: float, eps: float,
@@ -420,7 +467,7 @@ def _compiled_amgt(
         if diagnostics is not None:
             diagnostics.add_lambda(lam_sum, m.numel(), m.device)
             if tau > 0:
-                diagnostics.add_suppressed(m.numel() - kept, m.numel(), m.device)
+                diagnostics.add_kept(kept, m.numel(), m.device)
 
 
 def amgt_update(

@@ -885,3 +885,31 @@ def test_compiled_path_matches_loop():
     assert da["suppressed_fraction"] == pytest.approx(db["suppressed_fraction"], abs=0.02)
     assert da["lambda_mean"] == pytest.approx(db["lambda_mean"], rel=1e-5)
     assert oa.state[a[3]]["exp_avg"].dtype == torch.float32
+
+
+def test_diagnostics_agree_between_paths_and_with_a_direct_count():
+    """The loop path sums its diagnostics once per step (per device), the foreach path per group: both give
+    the same λ mean and suppressed fraction, and the fraction is the count of zero applied updates."""
+    shapes = ((40, 30), (17,), (), (3, 0), (64,))
+    results = {}
+    for foreach in (False, True):
+        params = make_params(shapes)
+        groups = [{"params": params[:2]}, {"params": params[2:], "tau": 0.3, "gamma": 2.0}]
+        opt = AMGT(groups, lr=0.1, tau=0.1, foreach=foreach)
+        zeros = numel = 0
+        for t in range(6):
+            set_grads(params, t)
+            params[1].grad = None if t == 2 else params[1].grad  # a parameter without a gradient one step
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            for b, p in zip(before, params):
+                if p.grad is not None and p.numel():
+                    zeros += int((b == p.detach()).sum())
+                    numel += p.numel()
+        d = opt.diagnostics()
+        assert d["steps"] == 6
+        assert d["suppressed_fraction"] == pytest.approx(zeros / numel, abs=1e-12)
+        assert 0 < d["lambda_mean"] < 1
+        results[foreach] = d
+    assert results[False]["suppressed_fraction"] == pytest.approx(results[True]["suppressed_fraction"], abs=1e-12)
+    assert results[False]["lambda_mean"] == pytest.approx(results[True]["lambda_mean"], rel=1e-6)
