@@ -55,14 +55,21 @@ from amgt import AMGT  # noqa: E402
 LENET5_SHAPES = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 400), (120,), (84, 120), (84,), (10, 84), (10,)]
 
 
+SIZES = ("lenet5", "resnet18", "resnet50", "resnet18-dispatch")
+
+
 def param_shapes(size: str) -> list[tuple[int, ...]]:
-    """Parameter shapes of ``lenet5``, ``resnet18`` or ``resnet50`` (torchvision, meta device)."""
+    """Parameter shapes of ``lenet5``, ``resnet18`` or ``resnet50`` (torchvision, meta device);
+    ``resnet18-dispatch`` is ResNet-18's 62 tensors with one element each, so a step's time is its
+    per-tensor dispatch cost (Python and operator launch), not arithmetic."""
     if size == "lenet5":
         return LENET5_SHAPES
     import torchvision
 
+    if size == "resnet18-dispatch":
+        return [(1,)] * len(param_shapes("resnet18"))
     if size not in ("resnet18", "resnet50"):
-        raise ValueError(f"Unknown size {size!r}; valid: lenet5, resnet18, resnet50")
+        raise ValueError(f"Unknown size {size!r}; valid: {', '.join(SIZES)}")
     with torch.device("meta"):
         model = getattr(torchvision.models, size)()
     return [tuple(p.shape) for p in model.parameters()]
@@ -275,9 +282,27 @@ def markdown(rows: list[dict], info: dict) -> str:
     return "\n".join(out)
 
 
+def profile_steps(size: str, device: str, name: str, warmup: int, steps: int = 5) -> str:
+    """torch.profiler's per-operator table (self CPU time, sorted) for ``steps`` steps of one optimizer."""
+    from torch.profiler import profile
+
+    params = [torch.randn(s, device=device) * 0.1 for s in param_shapes(size)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = _optimizers(device, True)[name](params)
+    for _ in range(warmup):
+        opt.step()
+    _sync(device)
+    with profile() as prof:
+        for _ in range(steps):
+            opt.step()
+        _sync(device)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="lenet5,resnet18,resnet50", help="comma list: lenet5,resnet18,resnet50")
+    ap.add_argument("--sizes", default="lenet5,resnet18,resnet50", help="comma list of: " + ", ".join(SIZES))
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all optimizers")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per optimizer per round")
@@ -288,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the rows and machine info here")
     ap.add_argument("--baseline-amgt", default=None, metavar="DIR",
                     help="also time the AMGT found in DIR/amgt (an older version) as baseline-amgt-loop/-foreach")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of timing, print torch.profiler's per-operator table for each named optimizer "
+                         "and size (5 steps after warm-up): where a step's time goes")
+    ap.add_argument("--compile-startup", type=int, default=0, metavar="N",
+                    help="instead of timing steps, run N fresh processes one after the other, each timing the first "
+                         "3 steps of AMGT(compiled=True) per size (the first compiles; later processes may hit "
+                         "Inductor's on-disk cache)")
+    ap.add_argument("--first-steps", action="store_true", help=argparse.SUPPRESS)  # one such process
     args = ap.parse_args(argv)
     global BASELINE
     if args.baseline_amgt:
@@ -307,6 +340,37 @@ def main(argv: list[str] | None = None) -> int:
         names += [n for n in ("baseline-amgt-loop", "baseline-amgt-foreach") if n not in names]
     if "adam-fused" in names and device == "cpu" and not hasattr(torch, "_fused_adam_"):
         names.remove("adam-fused")
+
+    if args.first_steps:
+        for size in args.sizes.split(","):
+            params = [torch.randn(sh, device=device) * 0.1 for sh in param_shapes(size)]
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt = AMGT(params, lr=1e-6, compiled=True)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                opt.step()
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+            print(f"{size}: first 3 steps " + ", ".join(f"{t:.3f} s" for t in times), flush=True)
+        return 0
+    if args.compile_startup:
+        import subprocess
+
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--first-steps", "--sizes", args.sizes,
+               "--device", device] + (["--threads", str(args.threads)] if args.threads else [])
+        for i in range(args.compile_startup):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+            print(f"process {i + 1} ({time.perf_counter() - t0:.1f} s wall): {out}", flush=True)
+        return 0
+    if args.profile:
+        for size in args.sizes.split(","):
+            for name in names:
+                print(f"## {name}, {size}: torch.profiler, 5 steps ({torch.get_num_threads()} threads)")
+                print(profile_steps(size, device, name, args.warmup))
+        return 0
 
     info = machine()
     info["device"] = device
