@@ -2,10 +2,12 @@
 
 Phases (names from tracking/schema.py ``PHASES``):
 
-* ``comparison``: ``search`` — for each optimizer, one ``ray.tune.Tuner`` driven by ``OptunaSearch``
-  over that optimizer's space with ``search.trials_per_optimizer`` trials (equal budget), one Optuna study
-  per (study, optimizer) named ``"<study>/<optimizer>"`` in the Optuna storage (optuna-dashboard can
-  browse it); then ``final`` — the best configuration of each optimizer re-run over ``seeds`` seeds.
+* ``comparison``: ``search`` — each optimizer's space searched with ``search.trials_per_optimizer`` trials
+  (equal budget), one Optuna study per (study, optimizer) named ``"<study>/<optimizer>"`` in the Optuna
+  storage (optuna-dashboard can browse it); then ``final`` — the best configuration of each optimizer re-run
+  over ``seeds`` seeds.  Both phases run in one ``ray.tune.Tuner`` (``MultiStudySearch`` proposes the search
+  trials of every optimizer, then the final trials), so the final trials reuse the search's worker
+  processes; with ASHA early stopping, one Tuner per optimizer's search and one for the final phase.
 * ``sensitivity``: ``grid`` — a log grid of learning rates × optimizers × seeds (claim C10).
 * ``ablation``: ``ablation`` — each listed optimizer (AMGT, its single-mechanism-off variants, Adam)
   with fixed hyperparameters × seeds (claim C9).
@@ -16,6 +18,12 @@ MLflow: the experiment (named after the study) is created once by the driver bef
 out; one parent run per (study, phase) holds the validated study file (``study.yaml``) and the fairness
 record (``fairness.json``: budget per optimizer, search-space dimensions, seeds); each trial is a nested
 child run written by the trial's worker (study/trainable.py).
+
+Start-up: a local Ray is started while a thread creates the stores (MLflow experiment and schema, Optuna
+schema); the checks that must write nothing on failure (data, stores reachable, resources) come first.
+
+Ctrl-C raises ``KeyboardInterrupt`` in the driver (Ray Tune's own SIGINT handler is turned off with
+``TUNE_DISABLE_SIGINT_HANDLER=1`` unless set otherwise): the open phase's parent run ends KILLED.
 
 Resume (``amgt-study resume NAME`` or ``run`` again): every planned trial has a stable ``trial_key``.
 Grid phases skip keys that already have a FINISHED run.  The search phase counts the finished trials of
@@ -527,29 +535,52 @@ def _make_multi_searcher_cls():
     class MultiStudySearch(Searcher):
         """One Ray Tune searcher over several Optuna studies (one per optimizer), so one Tuner runs every
         optimizer's search: each trial is proposed by the study of the optimizer with the most budget left
-        (round robin), and its results go back to that study only.  Budgets stay equal and separate."""
+        (round robin), and its results go back to that study only.  Budgets stay equal and separate.
 
-        def __init__(self, searchers: dict, budgets: dict[str, int], metric: str, mode: str):
+        ``then`` (optional) continues the same Tuner with planned trials once the search is over: when
+        every budget is spent, ``suggest`` answers ``None`` (Tune's "not ready") until every search trial
+        has completed, then calls ``then()`` once (the runner closes the search phase and plans the final
+        trials from the best configurations) and proposes its trials as ``{"trial": planned}`` one per
+        call, then ``Searcher.FINISHED``.  The final trials so run on the search's workers, with no new
+        Tuner."""
+
+        def __init__(self, searchers: dict, budgets: dict[str, int], metric: str, mode: str,
+                     then: Callable[[], list[dict[str, Any]]] | None = None):
             super().__init__(metric=metric, mode=mode)
             self._searchers = searchers
             self._left = dict(budgets)
             self._order = list(budgets)
             self._owner: dict[str, str] = {}
+            self._running: set[str] = set()
+            self._then = then
+            self._queue: list[dict[str, Any]] | None = None
 
         def set_search_properties(self, metric, mode, config, **spec):
             return False  # every study has its own space
 
         def suggest(self, trial_id):
             live = [o for o in self._order if self._left[o] > 0]
-            if not live:
-                return Searcher.FINISHED
-            opt = max(live, key=lambda o: (self._left[o], -self._order.index(o)))
-            config = self._searchers[opt].suggest(trial_id)
-            if not isinstance(config, dict):
-                return config
-            self._left[opt] -= 1
-            self._owner[trial_id] = opt
-            return {**config, OPTIMIZER_KEY: opt}
+            if live:
+                opt = max(live, key=lambda o: (self._left[o], -self._order.index(o)))
+                config = self._searchers[opt].suggest(trial_id)
+                if not isinstance(config, dict):
+                    return config
+                self._left[opt] -= 1
+                self._owner[trial_id] = opt
+                self._running.add(trial_id)
+                return {**config, OPTIMIZER_KEY: opt}
+            if self._then is not None and self._queue is None:
+                if self._running:
+                    return None  # the best configurations need every search result
+                self._queue = list(self._then())
+            if self._queue:
+                return {"trial": self._queue.pop(0)}
+            return Searcher.FINISHED
+
+        @property
+        def finished(self) -> bool:
+            """Every trial proposed: the budgets spent and (with ``then``) its trials handed out."""
+            return not any(self._left.values()) and (self._then is None or self._queue == [])
 
         def on_trial_result(self, trial_id, result):
             if trial_id in self._owner:
@@ -558,6 +589,7 @@ def _make_multi_searcher_cls():
         def on_trial_complete(self, trial_id, result=None, error=False):
             if trial_id in self._owner:
                 self._searchers[self._owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+                self._running.discard(trial_id)
 
         # The search state lives in the Optuna storage (resume reads it there), not in Tune checkpoints.
         def save(self, checkpoint_path):
@@ -599,64 +631,70 @@ def _progress_callback_cls():
     from ray import tune
 
     class StudyProgress(tune.Callback):
-        """Prints trials done/running/failed per optimizer as they change, and closes an MLflow run a
-        trial left RUNNING (worker killed, or stopped early by the scheduler)."""
+        """Prints trials done/running/failed per phase and optimizer as they change, and closes an MLflow
+        run a trial left RUNNING (worker killed, or stopped early by the scheduler).  One Tuner may run
+        several phases (search, then final): :meth:`add_phase` registers each phase's planned trials."""
 
-        def __init__(self, study: str, phase: str, planned: dict[str, int], done: dict[str, int],
-                     ctx: dict[str, Any], echo: Echo):
-            self.study, self.phase, self.ctx, self.echo = study, phase, ctx, echo
-            self.planned = dict(planned)
-            self.done = dict(done)
-            self.running = {k: 0 for k in planned}
-            self.failed = {k: 0 for k in planned}
-            self.retries = {k: 0 for k in planned}
+        def __init__(self, study: str, ctx: dict[str, Any], echo: Echo):
+            self.study, self.ctx, self.echo = study, ctx, echo
+            self.phases: dict[str, dict[str, dict[str, int]]] = {}
 
-        def _key(self, trial) -> tuple[str, str | None]:
+        def add_phase(self, phase: str, planned: dict[str, int], done: dict[str, int]) -> None:
+            self.phases[phase] = {"planned": dict(planned), "done": dict(done), "running": {}, "failed": {},
+                                  "retries": {}}
+
+        def _key(self, trial) -> tuple[str, str, str | None]:
             cfg = trial.config or {}
             if "trial" in cfg:
-                return cfg["trial"]["optimizer"], cfg["trial"]["trial_key"]
+                return cfg["trial"]["phase"], cfg["trial"]["optimizer"], cfg["trial"]["trial_key"]
             opt = cfg.get(OPTIMIZER_KEY, "?")
             num = cfg.get(OPTUNA_KEY)
-            return opt, (search_trial_key(self.study, opt, num) if num is not None else None)
+            return "search", opt, (search_trial_key(self.study, opt, num) if num is not None else None)
 
-        def _line(self, opt: str, event: str) -> None:
-            self.echo(f"[{self.study} {self.phase}] {opt}: {self.done.get(opt, 0)}/{self.planned.get(opt, 0)} done, "
-                      f"{self.running.get(opt, 0)} running, {self.failed.get(opt, 0)} failed"
-                      + (f", {self.retries[opt]} retried" if self.retries.get(opt) else "") + f"  ({event})")
+        def _count(self, phase: str, what: str, opt: str, delta: int) -> None:
+            c = self.phases.setdefault(phase, {}).setdefault(what, {})
+            c[opt] = max(0, c.get(opt, 0) + delta)
+
+        def _line(self, phase: str, opt: str, event: str) -> None:
+            c = self.phases.get(phase, {})
+            n = lambda what: c.get(what, {}).get(opt, 0)  # noqa: E731
+            self.echo(f"[{self.study} {phase}] {opt}: {n('done')}/{n('planned')} done, {n('running')} running, "
+                      f"{n('failed')} failed" + (f", {n('retries')} retried" if n("retries") else "") + f"  ({event})")
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            opt, _ = self._key(trial)
-            self.running[opt] = self.running.get(opt, 0) + 1
-            self._line(opt, f"started {trial.trial_id}")
+            phase, opt, _ = self._key(trial)
+            self._count(phase, "running", opt, +1)
+            self._line(phase, opt, f"started {trial.trial_id}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            opt, key = self._key(trial)
-            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
-            self.done[opt] = self.done.get(opt, 0) + 1
+            phase, opt, key = self._key(trial)
+            self._count(phase, "running", opt, -1)
+            self._count(phase, "done", opt, +1)
             if key:
                 _close_running(self.ctx, key, failed=False, reason="stopped early by the scheduler")
-            self._line(opt, f"finished {trial.trial_id}")
+            self._line(phase, opt, f"finished {trial.trial_id}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            opt, key = self._key(trial)
-            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
-            self.failed[opt] = self.failed.get(opt, 0) + 1
+            phase, opt, key = self._key(trial)
+            self._count(phase, "running", opt, -1)
+            self._count(phase, "failed", opt, +1)
             text = _trial_error_text(trial)
             if key:
                 _close_running(self.ctx, key, failed=True, reason=text)
                 text = _failure_text(self.ctx, trial, key)
             n = self._attempts(trial)
-            self._line(opt, f"failed {trial.trial_id} after {n} attempt{'s' * (n != 1)}: {_last_line(text)}")
+            self._line(phase, opt, f"failed {trial.trial_id} after {n} attempt{'s' * (n != 1)}: {_last_line(text)}")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            opt, key = self._key(trial)
-            self.retries[opt] = self.retries.get(opt, 0) + 1
-            self.running[opt] = max(0, self.running.get(opt, 0) - 1)
+            phase, opt, key = self._key(trial)
+            self._count(phase, "retries", opt, +1)
+            self._count(phase, "running", opt, -1)
             text = _trial_error_text(trial)
             if key:
                 _close_running(self.ctx, key, failed=True, reason=text)
                 text = _failure_text(self.ctx, trial, key)
-            self._line(opt, f"retrying {trial.trial_id} after attempt {self._attempts(trial)} failed: {_last_line(text)}")
+            self._line(phase, opt, f"retrying {trial.trial_id} after attempt {self._attempts(trial)} failed: "
+                       f"{_last_line(text)}")
 
         @staticmethod
         def _attempts(trial) -> int:
@@ -830,6 +868,10 @@ def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
 
     # Ray Tune's own progress tables are replaced by StudyProgress's lines (verbose=0 + the legacy reporter).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C raises KeyboardInterrupt in the driver (the open phase's parent run ends KILLED, `amgt-study`
+    # exits 130, `resume` finishes the study), instead of Ray Tune's handler ending the Tuner quietly, after
+    # which the study would carry on with the next phase.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # A failed trial is reported in one line by StudyProgress and its traceback kept in MLflow (tag error);
     # Ray Tune's own multi-line traceback log of it is silenced.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
@@ -849,19 +891,18 @@ def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
     return True
 
 
-def _run_tuner(trainable, *, name: str, storage: Path, tune_config, callbacks, max_failures: int,
-               param_space: dict | None = None):
+def _run_tuner(cfg: StudyConfig, ctx: dict[str, Any], run_dir: Path, *, name: str, tune_config, progress,
+               param_space: dict | None = None) -> None:
     from ray import tune
 
     run_config = tune.RunConfig(
         name=name,
-        storage_path=str(storage),
-        failure_config=tune.FailureConfig(max_failures=max_failures),
+        storage_path=str(run_dir),
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         verbose=0,
-        callbacks=callbacks,
+        callbacks=[progress],
     )
-    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-    return tuner.fit()
+    tune.Tuner(_trainable(cfg, ctx), param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
 def _finished_keys(ctx: dict[str, Any], phase: str) -> set[str]:
@@ -882,13 +923,64 @@ def _trainable(cfg: StudyConfig, ctx: dict[str, Any]):
     return tune.with_resources(tune.with_parameters(trial_function, ctx=ctx), resources)
 
 
-def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
-                summary: PhaseSummary) -> None:
-    """The search phase: each optimizer's remaining Optuna budget, in one Tuner (per optimizer with ASHA,
-    so early stopping compares trials of the same optimizer only)."""
+class _Phases:
+    """The phases of a study as MLflow parent runs, one open at a time: :meth:`open` starts (on resume:
+    reopens) a phase's parent run with the study file and fairness record, :meth:`close` ends it FINISHED and
+    prints the phase's ``finished:`` line, :meth:`abort` ends the open one FAILED or KILLED."""
+
+    def __init__(self, cfg: StudyConfig, stores: Stores, ctx: dict[str, Any], echo: Echo):
+        import tracking
+
+        self.cfg, self.stores, self.ctx, self.echo = cfg, stores, ctx, echo
+        self.params = _parent_params(cfg, ctx["base"])
+        self.tags = {**tracking.provenance_tags(include_device=False),
+                     "optuna_storage": tracking.mask_uri(stores.optuna_storage)}
+        self.artifacts = {"study.yaml": dump_study(cfg), "fairness.json": cfg.fairness()}
+        self.summaries: dict[str, PhaseSummary] = {}
+        self.results: dict[str, PhaseSummary] = {}   # the phases closed, in order
+        self.current: str | None = None
+
+    def open(self, phase: str) -> PhaseSummary:
+        import tracking
+
+        artifacts = dict(self.artifacts)
+        if phase == "quadratic":
+            facts = _quadratic_facts(self.cfg)
+            if facts is not None:
+                artifacts["quadratic_facts.json"] = facts
+        self.ctx["parent_runs"][phase] = tracking.start_parent_run(
+            self.stores.tracking_uri, self.ctx["experiment_id"], study=self.cfg.name, phase=phase, kind=self.cfg.kind,
+            params=self.params, tags=self.tags, artifacts=artifacts)
+        self.current = phase
+        self.summaries[phase] = PhaseSummary(phase)
+        return self.summaries[phase]
+
+    def close(self, phase: str) -> None:
+        import tracking
+
+        tracking.end_parent_run(self.stores.tracking_uri, self.ctx["parent_runs"][phase], "FINISHED")
+        self.current = None
+        self.results[phase] = self.summaries[phase]
+        self.echo(f"[{self.cfg.name} {phase}] finished: " + self.summaries[phase].describe())
+
+    def abort(self, status: str, error: str) -> None:
+        import tracking
+
+        if self.current is not None:
+            tracking.end_parent_run(self.stores.tracking_uri, self.ctx["parent_runs"][self.current], status, error=error)
+            self.current = None
+
+
+def _prepare_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, echo: Echo,
+                    summary: PhaseSummary) -> dict[str, tuple[int, int]]:
+    """Settle what an earlier driver left in each optimizer's Optuna study and count its finished trials;
+    fill ``ctx["search"]`` (what a search trial needs to know about its optimizer).
+
+    Returns:
+        ``{optimizer: (trials done before, trials to run)}`` for the optimizers with budget left.
+    """
     s = cfg.search
-    pending: dict[str, tuple[int, int]] = {}  # optimizer -> (done before, remaining)
-    ctx = {**ctx, "search": {}}
+    pending: dict[str, tuple[int, int]] = {}
     for entry in cfg.optimizers:
         space = entry.resolved_space()
         summary.planned[entry.name] = s.trials_per_optimizer if space else 0
@@ -914,87 +1006,173 @@ def _run_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: 
                                      "fixed_hparams": dict(entry.hparams), "optuna_study_name": name}
         echo(f"[{cfg.name} search] {entry.name}: {s.trials_per_optimizer - done} trial(s) to run ({done} done before); "
              f"space {', '.join(f'{k} {v.describe()}' for k, v in space.items())}")
-    if pending:
-        _run_search_groups(cfg, ctx, stores, run_dir, echo, summary, pending)
+    return pending
+
+
+def _search_alg(cfg: StudyConfig, stores: Stores, pending: dict[str, tuple[int, int]], then=None):
+    """A :class:`MultiStudySearch` over the Optuna studies of the optimizers in ``pending``, each with its
+    remaining budget (``then``: see the class)."""
+    s = cfg.search
+    searcher_cls = _make_searcher_cls()
+    searchers = {}
+    for opt, (done, _) in pending.items():
+        space = cfg.optimizer(opt).resolved_space()
+        # A different sampler seed on resume, so the resumed sampler does not replay the first proposals.
+        searchers[opt] = searcher_cls(
+            space=to_optuna_distributions(space), metric=s.metric, mode=s.mode,
+            sampler=make_sampler(cfg, space, seed=s.seed + done),
+            study_name=_optuna_study_name(cfg, opt), storage=_rdb_storage(stores.optuna_storage))
+    return _make_multi_searcher_cls()(searchers, {o: left for o, (_, left) in pending.items()}, s.metric, s.mode,
+                                      then=then)
+
+
+def _tally_search(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, summary: PhaseSummary) -> None:
     keys = {}
     for entry in cfg.optimizers:
         if entry.resolved_space():
-            ostudy = _open_optuna_study(stores, _optuna_study_name(cfg, entry.name), s.mode)
+            ostudy = _open_optuna_study(stores, _optuna_study_name(cfg, entry.name), cfg.search.mode)
             keys[entry.name] = [search_trial_key(cfg.name, entry.name, t.number) for t in counted_optuna_trials(ostudy)]
     _tally(ctx, "search", keys, summary)
 
 
-def _run_search_groups(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
-                       summary: PhaseSummary, pending: dict[str, tuple[int, int]]) -> None:
+def _run_search_asha(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
+                     summary: PhaseSummary, pending: dict[str, tuple[int, int]]) -> None:
+    """The search with ASHA early stopping: one Tuner per optimizer, so that ASHA compares trials of the same
+    optimizer only, and no worker reuse (Ray fails the next trial if a stopped trial's thread is still
+    finishing, TUNE_FUNCTION_THREAD_TIMEOUT_S)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     s = cfg.search
-    searcher_cls, multi_cls = _make_searcher_cls(), _make_multi_searcher_cls()
-    groups = [[o] for o in pending] if s.early_stopping is not None else [list(pending)]
-    for group in groups:
-        searchers = {}
-        for opt in group:
-            done, _ = pending[opt]
-            space = cfg.optimizer(opt).resolved_space()
-            # A different sampler seed on resume, so the resumed sampler does not replay the first proposals.
-            searchers[opt] = searcher_cls(
-                space=to_optuna_distributions(space), metric=s.metric, mode=s.mode,
-                sampler=make_sampler(cfg, space, seed=s.seed + done),
-                study_name=_optuna_study_name(cfg, opt), storage=_rdb_storage(stores.optuna_storage))
-        budgets = {opt: pending[opt][1] for opt in group}
-        scheduler = None
-        if s.early_stopping is not None:
-            scheduler = ASHAScheduler(time_attr="training_iteration", metric=s.metric, mode=s.mode,
-                                      max_t=int(ctx["base"]["epochs"]),
-                                      grace_period=s.early_stopping.grace_period,
-                                      reduction_factor=s.early_stopping.reduction_factor)
-        progress = _progress_callback_cls()(
-            cfg.name, "search", {o: s.trials_per_optimizer for o in group}, {o: pending[o][0] for o in group}, ctx, echo)
-        tune_config = tune.TuneConfig(search_alg=multi_cls(searchers, budgets, s.metric, s.mode), scheduler=scheduler,
-                                      num_samples=sum(budgets.values()),
-                                      max_concurrent_trials=cfg.max_concurrent_trials,
-                                      # Reusing a worker process saves its start-up (torch, MLflow imports), but
-                                      # Ray fails the next trial if a stopped trial's thread is still finishing
-                                      # (TUNE_FUNCTION_THREAD_TIMEOUT_S), so not with early stopping.
-                                      reuse_actors=scheduler is None)
-        label = group[0] if len(group) == 1 else "all"
-        _run_tuner(_trainable(cfg, ctx), name=f"search-{label}-{_stamp()}", storage=run_dir,
-                   tune_config=tune_config, callbacks=[progress], max_failures=cfg.max_failures)
-        summary.launched += sum(budgets.values())
+    for opt, (done, left) in pending.items():
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s.metric, mode=s.mode,
+                                  max_t=int(ctx["base"]["epochs"]), grace_period=s.early_stopping.grace_period,
+                                  reduction_factor=s.early_stopping.reduction_factor)
+        progress = _progress_callback_cls()(cfg.name, ctx, echo)
+        progress.add_phase("search", {opt: s.trials_per_optimizer}, {opt: done})
+        tune_config = tune.TuneConfig(search_alg=_search_alg(cfg, stores, {opt: (done, left)}), scheduler=scheduler,
+                                      num_samples=left, max_concurrent_trials=cfg.max_concurrent_trials,
+                                      reuse_actors=False)
+        _run_tuner(cfg, ctx, run_dir, name=f"search-{opt}-{_stamp()}", tune_config=tune_config, progress=progress)
+        summary.launched += left
 
 
-def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], run_dir: Path,
-                 echo: Echo, summary: PhaseSummary) -> None:
-    from ray import tune
-
+def _pending_trials(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], echo: Echo,
+                    summary: PhaseSummary) -> list[dict]:
+    """The planned trials of a grid phase that have no FINISHED run yet (resume skips the others), each
+    carrying its phase's parent run id (``parent_run``: the final phase's parent may be opened after the
+    Tuner shipped ``ctx`` to the workers); fills ``summary``'s planned and finished counts."""
     finished = _finished_keys(ctx, phase)
-    pending = [p for p in planned if p["trial_key"] not in finished]
     by_opt: dict[str, int] = {}
     done: dict[str, int] = {}
     for p in planned:
         by_opt[p["optimizer"]] = by_opt.get(p["optimizer"], 0) + 1
-        done.setdefault(p["optimizer"], 0)
-        if p["trial_key"] in finished:
-            done[p["optimizer"]] += 1
+        done[p["optimizer"]] = done.get(p["optimizer"], 0) + (p["trial_key"] in finished)
     summary.planned.update(by_opt)
     summary.finished.update(done)
+    pending = [{**p, "parent_run": ctx["parent_runs"][phase]} for p in planned if p["trial_key"] not in finished]
+    if pending:
+        echo(f"[{cfg.name} {phase}] launching {len(pending)} of {len(planned)} planned trials")
+    else:
+        echo(f"[{cfg.name} {phase}] all {len(planned)} planned trials already finished")
+    return pending
+
+
+def _tally_planned(ctx: dict[str, Any], phase: str, planned: list[dict], summary: PhaseSummary) -> None:
     keys: dict[str, list[str]] = {}
     for p in planned:
         keys.setdefault(p["optimizer"], []).append(p["trial_key"])
-    if not pending:
-        echo(f"[{cfg.name} {phase}] all {len(planned)} planned trials already finished")
-        _tally(ctx, phase, keys, summary)
-        return
-    echo(f"[{cfg.name} {phase}] launching {len(pending)} of {len(planned)} planned trials")
-    progress = _progress_callback_cls()(cfg.name, phase, by_opt, done, ctx, echo)
-    tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=cfg.max_concurrent_trials,
-                                  reuse_actors=True)
-    _run_tuner(_trainable(cfg, ctx), name=f"{phase}-{_stamp()}", storage=run_dir, tune_config=tune_config,
-               callbacks=[progress], max_failures=cfg.max_failures,
+    _tally(ctx, phase, keys, summary)
+
+
+def _launch_planned(cfg: StudyConfig, phase: str, pending: list[dict], ctx: dict[str, Any], run_dir: Path,
+                    echo: Echo, summary: PhaseSummary) -> None:
+    """One Tuner running ``pending`` (a grid over the planned trials), reusing workers."""
+    from ray import tune
+
+    progress = _progress_callback_cls()(cfg.name, ctx, echo)
+    progress.add_phase(phase, summary.planned, summary.finished)
+    tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True)
+    _run_tuner(cfg, ctx, run_dir, name=f"{phase}-{_stamp()}", tune_config=tune_config, progress=progress,
                param_space={"trial": tune.grid_search(pending)})
     summary.launched += len(pending)
-    _tally(ctx, phase, keys, summary)
+
+
+def _run_planned(cfg: StudyConfig, phase: str, planned: list[dict], ctx: dict[str, Any], run_dir: Path,
+                 echo: Echo, summary: PhaseSummary) -> None:
+    pending = _pending_trials(cfg, phase, planned, ctx, echo, summary)
+    if pending:
+        _launch_planned(cfg, phase, pending, ctx, run_dir, echo, summary)
+    _tally_planned(ctx, phase, planned, summary)
+
+
+def _run_comparison(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_dir: Path, echo: Echo,
+                    phases: _Phases) -> None:
+    """The ``search`` phase, then ``final`` (each optimizer's best configuration over the seeds).
+
+    Without early stopping one Tuner runs both: its searcher (:class:`MultiStudySearch` with ``then``)
+    proposes the search trials, and once they have all completed, closes the search phase, opens the final
+    one and proposes the final trials, which so reuse the search's worker processes (no second Tuner set-up,
+    worker start-up, imports or data loading).  With ASHA early stopping the search runs one Tuner per
+    optimizer and the final phase its own.  Nothing left to search (resume): the final phase alone.
+    """
+    from ray import tune
+
+    import tracking
+
+    s = cfg.search
+    ctx = {**ctx, "search": {}}
+    search = phases.open("search")
+    pending = _prepare_search(cfg, ctx, stores, echo, search)
+    final_planned: list[dict] = []
+
+    def start_final() -> list[dict]:
+        """Close the search phase, open the final one; its trials not finished yet."""
+        _tally_search(cfg, ctx, stores, search)
+        phases.close("search")
+        final = phases.open("final")
+        best = best_configurations(cfg, stores)
+        tracking.log_artifacts(stores.tracking_uri, ctx["parent_runs"]["final"], {"best_configurations.json": best})
+        missing = [o.name for o in cfg.optimizers if o.name not in best]
+        if missing:
+            echo(f"[{cfg.name} final] no completed search trial for {', '.join(missing)}: not re-run")
+        final.planned.update({o.name: cfg.seeds for o in cfg.optimizers})
+        final.finished.update({o.name: 0 for o in cfg.optimizers})
+        final.not_run.update(missing)
+        final_planned.extend(plan_trials(cfg, "final", best))
+        return _pending_trials(cfg, "final", final_planned, ctx, echo, final)
+
+    if pending and s.early_stopping is None:
+        progress = _progress_callback_cls()(cfg.name, ctx, echo)
+        progress.add_phase("search", {o: s.trials_per_optimizer for o in pending}, {o: d for o, (d, _) in pending.items()})
+
+        def then() -> list[dict]:
+            search.launched = budget
+            trials = start_final()
+            final = phases.summaries["final"]
+            progress.add_phase("final", final.planned, final.finished)
+            final.launched = len(trials)
+            return trials
+
+        budget = sum(left for _, left in pending.values())
+        searcher = _search_alg(cfg, stores, pending, then=then)
+        # An upper bound: the searcher says FINISHED after the last final trial (fewer when an optimizer has no
+        # completed search trial or some final trials finished before).
+        tune_config = tune.TuneConfig(search_alg=searcher, num_samples=budget + len(cfg.optimizers) * cfg.seeds,
+                                      max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True)
+        _run_tuner(cfg, ctx, run_dir, name=f"study-{_stamp()}", tune_config=tune_config, progress=progress)
+        if not searcher.finished:
+            # Ray Tune ended the run before its searcher proposed every trial: only a stop signal (SIGINT/SIGUSR1
+            # with Tune's own handler) does that.  The open phase's parent run ends KILLED.
+            raise KeyboardInterrupt
+    else:
+        if pending:
+            _run_search_asha(cfg, ctx, stores, run_dir, echo, search, pending)
+        trials = start_final()
+        if trials:
+            _launch_planned(cfg, "final", trials, ctx, run_dir, echo, phases.summaries["final"])
+    _tally_planned(ctx, "final", final_planned, phases.summaries["final"])
+    phases.close("final")
 
 
 def _stamp() -> str:
@@ -1065,22 +1243,74 @@ def describe_plan(cfg: StudyConfig, stores: Stores | None = None) -> list[str]:
     return lines
 
 
+def _create_stores(cfg: StudyConfig, stores: Stores) -> tuple[str, list[str]]:
+    """Create the study's records in its stores: the MLflow experiment (and the MLflow schema on a new
+    store), runs an earlier driver left RUNNING closed FAILED, and (comparison) the Optuna schema.
+
+    Returns:
+        (experiment id, ids of the runs closed).
+    """
+    import tracking
+
+    experiment_id = tracking.get_or_create_experiment(cfg.name, stores.tracking_uri)
+    closed = tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id)
+    if cfg.kind == "comparison":
+        _rdb_storage(stores.optuna_storage)
+    return experiment_id, closed
+
+
+def _start_ray_and_stores(cfg: StudyConfig, stores: Stores, ray_address: str | None) -> tuple[bool, str, list[str]]:
+    """Start (or join) Ray, check the per-trial resources against it, and create the stores
+    (:func:`_create_stores`).
+
+    A local Ray is started while a thread creates the stores: they do not depend on each other, and both
+    mostly wait (``ray.init`` on its GCS and raylet, the stores on their database).  Its resources are checked
+    first against this machine (as ``run --dry-run`` does), so that a study asking for too much writes
+    nothing; then against what Ray found.  Joining a running cluster (an address, or Ray already initialised),
+    the check against the cluster comes first and the stores after it.  Errors are those of
+    :func:`_ensure_ray`, :func:`check_resources` and the stores, as raised there (Ray's first).
+
+    Returns:
+        (whether Ray was started here and must be shut down, experiment id, runs closed).
+    """
+    import concurrent.futures
+
+    import ray
+
+    joining = ray.is_initialized() or bool(ray_address or cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    if not joining:
+        check_resources(cfg, local_resources())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="amgt-stores") as pool:
+        created = None if joining else pool.submit(_create_stores, cfg, stores)
+        started = _ensure_ray(cfg, ray_address)  # on an error the pool waits for the stores, then it propagates
+        try:
+            check_resources(cfg, ray.cluster_resources())
+            experiment_id, closed = _create_stores(cfg, stores) if created is None else created.result()
+        except BaseException:
+            if started:
+                ray.shutdown()
+            raise
+    return started, experiment_id, closed
+
+
 def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_storage: str | None = None,
               ray_address: str | None = None, workdir: str | Path | None = None,
               echo: Echo = print) -> dict[str, PhaseSummary]:
     """Run (or finish) a study: every phase of its kind, every trial recorded in MLflow.
 
-    Order: check the benchmark's data (:func:`check_study_data`), resolve and check the stores and the Ray
-    cluster's resources (errors here write nothing),
-    save the study for ``resume``, create the experiment, then per phase open the parent run and run
-    the trials.  Running it again (or :func:`resume_study`) launches only what is missing.
+    Order: check the benchmark's data (:func:`check_study_data`), resolve and check the stores and the
+    per-trial resources (errors here write nothing), start Ray while the stores are created
+    (:func:`_start_ray_and_stores`), save the study for ``resume``, then run the phases, each under its
+    MLflow parent run (a comparison's search and final phases in one Tuner, :func:`_run_comparison`).
+    Running it again (or :func:`resume_study`) launches only what is missing.
 
     Returns:
         ``{phase: PhaseSummary}`` (trials planned and finished per optimizer, trials launched now).
 
     Raises:
         StudyConfigError: resources the cluster does not have.  StudyRunError: unreachable store or Ray,
-        corrupt data.  FileNotFoundError: the benchmark's data is missing.
+        corrupt data.  FileNotFoundError: the benchmark's data is missing.  KeyboardInterrupt: interrupted
+        (the open phase's parent run is ended KILLED; other errors end it FAILED).
     """
     import ray
 
@@ -1089,64 +1319,36 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
     check_study_data(cfg)
     stores = resolve_stores(cfg, tracking_uri, optuna_storage)
     check_stores(stores)
-    started_ray = _ensure_ray(cfg, ray_address)
+    started_ray, experiment_id, closed = _start_ray_and_stores(cfg, stores, ray_address)
     try:
-        check_resources(cfg, ray.cluster_resources())
         state = save_study(cfg, stores, workdir)
         run_dir = state.parent / "ray"
-        base = base_trial_config(cfg)
-        experiment_id = tracking.get_or_create_experiment(cfg.name, stores.tracking_uri)
-        closed = tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id)
         if closed:
             echo(f"[{cfg.name}] {len(closed)} run(s) left RUNNING by an earlier driver closed as FAILED")
         ctx: dict[str, Any] = {
             "study": cfg.name, "kind": cfg.kind, "tracking_uri": stores.tracking_uri,
-            "experiment_id": experiment_id, "parent_runs": {}, "base": base, "git_sha": tracking.git_sha(),
+            "experiment_id": experiment_id, "parent_runs": {}, "base": base_trial_config(cfg),
+            "git_sha": tracking.git_sha(),
         }
-        provenance = tracking.provenance_tags(include_device=False)
-        artifacts = {"study.yaml": dump_study(cfg), "fairness.json": cfg.fairness()}
-        results: dict[str, PhaseSummary] = {}
+        phases = _Phases(cfg, stores, ctx, echo)
         t0 = time.time()
-        for phase in cfg.phases:
-            phase_artifacts = dict(artifacts)
-            if phase == "quadratic":
-                facts = _quadratic_facts(cfg)
-                if facts is not None:
-                    phase_artifacts["quadratic_facts.json"] = facts
-            parent = tracking.start_parent_run(
-                stores.tracking_uri, experiment_id, study=cfg.name, phase=phase, kind=cfg.kind,
-                params=_parent_params(cfg, base), tags={**provenance, "optuna_storage": tracking.mask_uri(stores.optuna_storage)},
-                artifacts=phase_artifacts,
-            )
-            ctx["parent_runs"][phase] = parent
-            summary = PhaseSummary(phase)
-            try:
-                if phase == "search":
-                    _run_search(cfg, ctx, stores, run_dir, echo, summary)
-                elif phase == "final":
-                    best = best_configurations(cfg, stores)
-                    tracking.log_artifacts(stores.tracking_uri, parent, {"best_configurations.json": best})
-                    missing = [o.name for o in cfg.optimizers if o.name not in best]
-                    if missing:
-                        echo(f"[{cfg.name} final] no completed search trial for {', '.join(missing)}: not re-run")
-                    summary.planned.update({o.name: cfg.seeds for o in cfg.optimizers})
-                    summary.finished.update({o.name: 0 for o in cfg.optimizers})
-                    summary.not_run.update(missing)
-                    _run_planned(cfg, phase, plan_trials(cfg, phase, best), ctx, run_dir, echo, summary)
-                else:
+        try:
+            if cfg.kind == "comparison":
+                _run_comparison(cfg, ctx, stores, run_dir, echo, phases)
+            else:
+                for phase in cfg.phases:
+                    summary = phases.open(phase)
                     _run_planned(cfg, phase, plan_trials(cfg, phase), ctx, run_dir, echo, summary)
-            except KeyboardInterrupt:
-                tracking.end_parent_run(stores.tracking_uri, parent, "KILLED", error="interrupted (Ctrl-C)")
-                raise
-            except BaseException as exc:
-                tracking.end_parent_run(stores.tracking_uri, parent, "FAILED", error=f"{type(exc).__name__}: {exc}")
-                raise
-            tracking.end_parent_run(stores.tracking_uri, parent, "FINISHED")
-            results[phase] = summary
-            echo(f"[{cfg.name} {phase}] finished: " + summary.describe())
+                    phases.close(phase)
+        except KeyboardInterrupt:
+            phases.abort("KILLED", "interrupted (Ctrl-C)")
+            raise
+        except BaseException as exc:
+            phases.abort("FAILED", f"{type(exc).__name__}: {exc}")
+            raise
         echo(f"[{cfg.name}] done in {time.time() - t0:.0f} s; MLflow: {tracking.mask_uri(stores.tracking_uri)} "
              f"(experiment {cfg.name}); Optuna: {tracking.mask_uri(stores.optuna_storage)}")
-        return results
+        return phases.results
     finally:
         if started_ray:
             ray.shutdown()

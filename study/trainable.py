@@ -45,23 +45,32 @@ def _finite(v: Any) -> bool:
 
 
 def resolve_planned(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
-    """The planned trial for this Tune config: a grid entry (``config["trial"]``) or an Optuna suggestion."""
+    """The planned trial for this Tune config: a grid entry (``config["trial"]``) or an Optuna suggestion.
+
+    ``parent_run`` is the MLflow parent run of the trial's phase: the planned entry's own (the runner puts
+    it there: a final phase's parent run may be opened while the Tuner that runs it is already going), else
+    ``ctx["parent_runs"][phase]`` (shipped to the workers when the Tuner started).
+    """
     if "trial" in config:
-        return dict(config["trial"])
-    number = int(config[OPTUNA_KEY])
-    optimizer = config[OPTIMIZER_KEY]
-    info = ctx["search"][optimizer]
-    sampled = {k: v for k, v in config.items() if k not in (OPTUNA_KEY, OPTIMIZER_KEY)}
-    return {
-        "trial_key": search_trial_key(ctx["study"], optimizer, number),
-        "phase": "search",
-        "optimizer": optimizer,
-        "benchmark": info["benchmark"],
-        "seed": info["seed"],
-        "hparams": {**info["fixed_hparams"], **sampled},
-        "optuna_trial_number": number,
-        "optuna_study_name": info["optuna_study_name"],
-    }
+        planned = dict(config["trial"])
+    else:
+        number = int(config[OPTUNA_KEY])
+        optimizer = config[OPTIMIZER_KEY]
+        info = ctx["search"][optimizer]
+        sampled = {k: v for k, v in config.items() if k not in (OPTUNA_KEY, OPTIMIZER_KEY)}
+        planned = {
+            "trial_key": search_trial_key(ctx["study"], optimizer, number),
+            "phase": "search",
+            "optimizer": optimizer,
+            "benchmark": info["benchmark"],
+            "seed": info["seed"],
+            "hparams": {**info["fixed_hparams"], **sampled},
+            "optuna_trial_number": number,
+            "optuna_study_name": info["optuna_study_name"],
+        }
+    if not planned.get("parent_run"):
+        planned["parent_run"] = ctx["parent_runs"][planned["phase"]]
+    return planned
 
 
 def search_trial_key(study: str, optimizer: str, number: int) -> str:
@@ -73,10 +82,11 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     """The Ray Tune function trainable of every study trial.
 
     Args:
-        config: from Tune: ``{"trial": planned}`` (grid phases) or the sampled hyperparameters plus
-            ``_optuna_trial_number`` (search phase).
+        config: from Tune: ``{"trial": planned}`` (grid and final phases; ``planned["parent_run"]``: its
+            phase's parent run) or the sampled hyperparameters plus ``_optuna_trial_number`` (search phase).
         ctx: study context built by the runner (``tracking_uri``, ``experiment_id``, ``parent_runs``
-            {phase: run_id}, ``base`` trial-config keys, ``study``, ``kind``, ``git_sha``, ...).
+            {phase: run_id} of the phases open when the Tuner started, ``base`` trial-config keys, ``study``,
+            ``kind``, ``git_sha``, ...).
 
     Raises:
         Whatever ``workers.run_trial`` raises (after the MLflow run is ended FAILED with the error text).
@@ -123,7 +133,7 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
 
     tags[TAG_ATTEMPT] = str(_attempt(ctx, planned["trial_key"]))
     logger = tracking.TrialLogger(
-        ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_runs"][phase],
+        ctx["tracking_uri"], ctx["experiment_id"], planned["parent_run"],
         trial_key=planned["trial_key"], tags=tags, params=tracking.trial_params(trial_cfg),
     )
     previous = logger.existing()

@@ -93,6 +93,36 @@ def test_more_gpus_than_exist_dry_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu.yaml"]
 
 
+def test_more_gpus_than_exist_run_writes_nothing(tmp_path):
+    """`run` checks the resources before it creates the stores (which it does while Ray starts)."""
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(tiny(resources={"cpus": 1, "gpus": 64})))
+    result = invoke(["run", str(path)], cwd=tmp_path)
+    assert result.exit_code == 1
+    assert "field resources.gpus: 64 GPU(s) per trial requested" in error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu.yaml"]
+
+
+def test_store_error_while_ray_starts_is_one_line(tmp_path):
+    """The stores are created in a thread while a local Ray starts: an error there (a deleted experiment) is
+    the same one line, exit 1, and the study is not started (no .amgt-study/)."""
+    import os
+
+    import tracking
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.get_client(uri).delete_experiment(tracking.get_or_create_experiment("clitiny", uri))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny()))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    out = subprocess.run([sys.executable, "-c", "from study.cli import main; main()", "run", str(path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and f"MLflow experiment 'clitiny' in '{uri}' is deleted: restore it" in errors[0], out.stderr
+    assert not (tmp_path / ".amgt-study").exists()
+
+
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
     result = invoke(["run", str(STUDIES / "quickstart.yaml"), "--dry-run", "--set", "seeds=3"], cwd=tmp_path)
     assert result.exit_code == 0, result.output

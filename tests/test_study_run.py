@@ -285,17 +285,22 @@ def test_through_mlflow_server_on_postgresql_with_asha(tmp_path, ray_local, mlfl
     assert (tmp_path / "server-artifacts").is_dir()  # uploaded through the server's artifact proxy
 
 
-def _finished_trial_runs(db: Path, study: str) -> int:
+def _trial_runs(db: Path, study: str, *, status: str = "FINISHED", phase: str | None = None) -> int:
+    """Trial runs of ``study`` with ``status`` (and ``phase``) in the MLflow SQLite file ``db``, read while
+    the study may still be writing it (0 while it does not exist yet)."""
     import sqlite3
 
     if not db.exists():
         return 0
+    sql = ("SELECT count(*) FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
+           "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'role' AND t.value = 'trial' ")
+    args: tuple = ()
+    if phase is not None:
+        sql += "JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'phase' AND p.value = ? "
+        args = (phase,)
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute(
-                "SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid JOIN experiments e "
-                "ON e.experiment_id = r.experiment_id WHERE e.name = ? AND t.key = 'role' AND t.value = 'trial' "
-                "AND r.status = 'FINISHED'", (study,)).fetchone()[0]
+            return conn.execute(sql + "WHERE e.name = ? AND r.status = ?", (*args, study, status)).fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -313,14 +318,14 @@ def test_kill_and_resume(tmp_path):
                             env=env, start_new_session=True)
     try:
         deadline = time.time() + 240
-        while _finished_trial_runs(tmp_path / "mlflow.db", "kr") < 2:
+        while _trial_runs(tmp_path / "mlflow.db", "kr") < 2:
             assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             assert time.time() < deadline, "no trial finished in time: " + (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
         proc.wait(timeout=30)
-    assert _finished_trial_runs(tmp_path / "mlflow.db", "kr") < 6  # really interrupted
+    assert _trial_runs(tmp_path / "mlflow.db", "kr") < 6  # really interrupted
 
     out = subprocess.run(AMGT_STUDY + ["resume", "kr"], cwd=tmp_path, capture_output=True, text=True, env=env,
                          timeout=400)
@@ -433,3 +438,111 @@ def test_tiny_mnist_study(tmp_path, ray_local, data_dir):
     (run,) = trial_runs(uri, "mnist-tiny")
     assert run.info.status == "FINISHED" and run.data.tags["benchmark"] == "mnist-lenet5"
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.params["batch_size"] == "128"
+
+
+def test_one_tuner_runs_search_then_final(tmp_path, ray_local):
+    """A comparison study without early stopping is one Ray Tune run: the final trials come from the search's
+    searcher once every search trial has completed, on the search's worker (one trial at a time: one worker
+    process for all), each nested under the final phase's parent run (opened mid-run). An optimizer without a
+    completed search trial gets no final trial: the searcher finishes before Tune's num_samples."""
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
+    cfg = parse_study(tiny("one", optimizers=[  # sgd at lr 1e4 diverges: no completed search trial
+        "adam", {"name": "sgd", "search_space": {"lr": {"choices": [1.0e4]}}}],
+        epochs=1, max_concurrent_trials=1, seeds=2, search={"trials_per_optimizer": 2}))
+    lines: list[str] = []
+    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    assert summary["search"].launched == 4 and summary["search"].finished == {"adam": 2, "sgd": 2}
+    assert summary["search"].diverged == {"adam": 0, "sgd": 2}
+    assert summary["final"].launched == 2 and summary["final"].not_run == {"sgd"}
+    assert summary["final"].finished == {"adam": 2, "sgd": 0}
+    # one Tune experiment under .amgt-study/one/ray
+    tune_runs = [p.name for p in (tmp_path / ".amgt-study" / "one" / "ray").iterdir() if p.is_dir()]
+    assert len(tune_runs) == 1, tune_runs
+
+    runs = trial_runs(uri, "one")
+    check_no_duplicates_and_none_running(runs)
+    assert collections.Counter(r.data.tags["phase"] for r in runs) == {"search": 4, "final": 2}
+    assert len({r.data.tags["worker_pid"] for r in runs}) == 1  # the final trials reused the search's worker
+    c = client(uri)
+    exp = c.get_experiment_by_name("one")
+    parents = {p.data.tags["phase"]: p for p in c.search_runs([exp.experiment_id], "tags.role = 'parent'")}
+    assert sorted(parents) == ["final", "search"] and all(p.info.status == "FINISHED" for p in parents.values())
+    for r in runs:
+        assert r.data.tags["mlflow.parentRunId"] == parents[r.data.tags["phase"]].info.run_id
+    best = json.loads(Path(c.download_artifacts(parents["final"].info.run_id, "best_configurations.json",
+                                                str(tmp_path))).read_text())
+    assert sorted(best) == ["adam"]
+    # the phases' lines in order: search ends, then final is planned and run, in the same Tune run
+    at = {key: next(i for i, ln in enumerate(lines) if key in ln) for key in (
+        "[one search] finished: adam: 2/2 completed; sgd: 0/2 completed, 2 diverged",
+        "[one final] no completed search trial for sgd: not re-run", "[one final] launching 2 of 2 planned trials",
+        "[one final] adam: 2/2 done", "[one final] finished: adam: 2/2 completed; sgd: 0/2 completed (not run")}
+    assert list(at.values()) == sorted(at.values()), lines
+
+
+def test_ctrl_c_in_final_phase_then_resume(tmp_path):
+    """Ctrl-C (SIGINT to the driver) while the final trials run: exit 130, the final phase's parent run ends
+    KILLED; `resume` runs only the missing final trials (no search trial again), under the same parent."""
+    path = tmp_path / "cc.yaml"
+    path.write_text(yaml.safe_dump(tiny("cc", optimizers=["adam"], seeds=4, epochs=3, batch_size=32,
+                                        max_concurrent_trials=1, search={"trials_per_optimizer": 1})))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(AMGT_STUDY + ["run", str(path)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    db = tmp_path / "mlflow.db"
+    try:
+        deadline = time.time() + 240
+        while _trial_runs(db, "cc", phase="final") < 1:
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            assert time.time() < deadline, "no final trial finished: " + (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C reaches it
+        assert proc.wait(timeout=120) == 130, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = (tmp_path / "run.log").read_text()
+    assert "interrupted; finish the study with `amgt-study resume NAME`" in out, out[-3000:]
+    assert _trial_runs(db, "cc", phase="final") < 4, out[-3000:]
+    uri = f"sqlite:///{db}"
+    c = client(uri)
+    exp = c.get_experiment_by_name("cc")
+
+    def parents():
+        return {p.data.tags["phase"]: p for p in c.search_runs([exp.experiment_id], "tags.role = 'parent'")}
+
+    before = parents()
+    assert before["search"].info.status == "FINISHED" and before["final"].info.status == "KILLED"
+    assert before["final"].data.tags["error"] == "interrupted (Ctrl-C)"
+
+    res = subprocess.run(AMGT_STUDY + ["resume", "cc"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "[cc search] adam: 1/1 trials already done" in res.stdout
+    assert "[cc final] launching" in res.stdout and "started" not in res.stdout.split("[cc final] launching")[0]
+    after = parents()
+    assert {p: r.info.run_id for p, r in after.items()} == {p: r.info.run_id for p, r in before.items()}
+    assert all(r.info.status == "FINISHED" for r in after.values())
+    runs = trial_runs(uri, "cc")
+    check_no_duplicates_and_none_running(runs)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert collections.Counter(r.data.tags["phase"] for r in finished) == {"search": 1, "final": 4}
+    assert len([r for r in runs if r.data.tags["phase"] == "search"]) == 1
+    assert all(r.data.tags["mlflow.parentRunId"] == after[r.data.tags["phase"]].info.run_id for r in runs)
+    assert [t.state.name for t in optuna_trials(f"sqlite:///{tmp_path}/optuna.db", "cc/adam")] == ["COMPLETE"]
+
+
+def test_trial_takes_its_parent_run_from_the_plan():
+    """A final trial planned after the Tuner started carries its parent run; others fall back to ctx's."""
+    from study.trainable import OPTIMIZER_KEY, OPTUNA_KEY, resolve_planned
+
+    ctx = {"study": "s", "parent_runs": {"search": "P-search", "grid": "P-grid"},
+           "search": {"adam": {"benchmark": "b", "seed": 0, "fixed_hparams": {}, "optuna_study_name": "s/adam"}}}
+    final = {"trial_key": "s/final/adam/seed0", "phase": "final", "optimizer": "adam", "benchmark": "b", "seed": 0,
+             "hparams": {"lr": 0.1}, "parent_run": "P-final"}
+    assert resolve_planned({"trial": final}, ctx)["parent_run"] == "P-final"
+    grid = {**final, "phase": "grid", "parent_run": None}
+    assert resolve_planned({"trial": grid}, ctx)["parent_run"] == "P-grid"
+    search = resolve_planned({"lr": 0.01, OPTUNA_KEY: 3, OPTIMIZER_KEY: "adam"}, ctx)
+    assert search["parent_run"] == "P-search" and search["trial_key"] == "s/search/adam/3"

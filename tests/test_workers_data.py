@@ -83,6 +83,97 @@ def test_mnist_gz_files_are_read(tmp_path):
     assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
 
 
+def _idx(dtype_byte: int, array: np.ndarray) -> bytes:
+    """An IDX file: 0, 0, type byte, dimensions, big-endian uint32 sizes, big-endian data."""
+    big = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[dtype_byte]
+    head = bytes([0, 0, dtype_byte, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return head + array.astype(big).tobytes()
+
+
+def test_idx_reader_matches_torchvision_on_real_mnist(data_dir, tmp_path):
+    import gzip
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    raw = data_dir / "MNIST" / "raw"
+    for name, dims in (("train-images-idx3-ubyte", 3), ("train-labels-idx1-ubyte", 1),
+                       ("t10k-images-idx3-ubyte", 3), ("t10k-labels-idx1-ubyte", 1)):
+        path = raw / name if (raw / name).is_file() else raw / f"{name}.gz"
+        plain = path
+        if path.suffix == ".gz":  # torchvision's reader takes uncompressed files
+            plain = tmp_path / name
+            plain.write_bytes(gzip.decompress(path.read_bytes()))
+        ours = D._read_idx(path, dims)
+        ref = read_sn3_pascalvincent_tensor(str(plain), strict=True)
+        assert ours.dtype == ref.dtype == torch.uint8 and ours.shape == ref.shape, name
+        assert torch.equal(ours, ref), name
+        ours[(0,) * dims] = 1  # writable, owned by torch (not a view of read-only bytes)
+
+
+@pytest.mark.parametrize("dtype_byte, np_dtype", [(0x08, np.uint8), (0x09, np.int8), (0x0B, np.int16),
+                                                  (0x0C, np.int32), (0x0D, np.float32), (0x0E, np.float64)])
+def test_idx_reader_dtypes_and_gz_like_torchvision(tmp_path, dtype_byte, np_dtype):
+    import gzip
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    rng = np.random.default_rng(dtype_byte)
+    array = (rng.standard_normal((3, 4, 5)) * 100).astype(np_dtype)
+    plain = tmp_path / "x-idx3-ubyte"
+    plain.write_bytes(_idx(dtype_byte, array))
+    (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    ref = read_sn3_pascalvincent_tensor(str(plain), strict=True)
+    for path in (plain, tmp_path / "x-idx3-ubyte.gz"):
+        ours = D._read_idx(path, 3)
+        assert ours.dtype == ref.dtype and ours.shape == (3, 4, 5)
+        assert torch.equal(ours, ref) and np.array_equal(ours.numpy(), array)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "0 bytes, shorter than the 4-byte IDX magic number"),
+    (b"\x1f\x8b\x08\x03" + bytes(12), "magic number 1f8b0803 does not start with two zero bytes"),
+    (b"\x00\x00\x07\x03" + bytes(12), "unknown data type byte 0x07"),
+    (b"\x00\x00\x08\x03" + (2).to_bytes(4, "big"), "3 dimension(s) in the header, 8 bytes: the header is incomplete"),
+    (_idx(0x08, np.zeros((2, 28, 28), np.uint8))[:-1], "1583 bytes, but its header (shape [2, 28, 28], 1-byte values) says 1584"),
+    (_idx(0x08, np.zeros((2, 28, 28), np.uint8)) + b"\x00", "1585 bytes, but its header"),
+    (_idx(0x08, np.zeros((2, 28), np.uint8)), "expected 3 dimensions, got shape (2, 28)"),
+])
+def test_idx_reader_malformed_file_is_a_clear_error(tmp_path, content, words):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        D._read_idx(path, 3)
+    msg = str(err.value)
+    assert str(path) in msg and words in msg, msg
+    assert msg.startswith("Corrupt"), msg
+
+
+def test_idx_reader_broken_gzip_is_a_clear_error(tmp_path):
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(ValueError, match=r"Corrupt or truncated MNIST file .*train-labels-idx1-ubyte.gz: not a valid "
+                                         r"IDX file \((BadGzipFile|EOFError|OSError)"):
+        D._read_idx(path, 1)
+
+
+def test_mnist_trial_path_does_not_import_torchvision(data_dir):
+    """Importing torchvision costs a Ray worker ~1.5 s: the MNIST trial path (the trainable's imports, MNIST
+    loading, a LeNet-5 trial) must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ray.tune, tracking, workers, study.trainable\n"
+        f"r = workers.run_trial({{'benchmark': 'mnist-lenet5', 'optimizer': 'adam', 'epochs': 1, 'max_steps': 2, "
+        f"'device': 'cpu', 'data_dir': {str(data_dir)!r}}})\n"
+        "assert r['status'] == 'completed', r\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 # ------------------------------------------------------------------------------------------ CIFAR-10
 class _CIFAR10NoMD5:
     """torchvision's CIFAR10 reader with its MD5 check of the original archive skipped (fixture files)."""

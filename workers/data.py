@@ -15,7 +15,6 @@ import gzip
 import math
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -215,27 +214,60 @@ def _how_to_get(name: str, root: Path) -> str:
     )
 
 
-def _read_idx(path: Path, expect_dims: int) -> torch.Tensor:
-    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+# IDX type byte -> big-endian numpy dtype (LeCun's IDX format, as torchvision's SN3_PASCALVINCENT_TYPEMAP)
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
+
+def _parse_idx(raw: bytes) -> np.ndarray:
+    """An IDX file's bytes as an array (native byte order). Header: two zero bytes, a type byte, the
+    number of dimensions, then one big-endian uint32 per dimension; then the data, big-endian.
+
+    Raises:
+        ValueError: what is wrong (magic, type, dimensions, size against the header).
+    """
+    if len(raw) < 4:
+        raise ValueError(f"{len(raw)} bytes, shorter than the 4-byte IDX magic number")
+    if raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"magic number {raw[:4].hex()} does not start with two zero bytes")
+    dtype = _IDX_DTYPES.get(raw[2])
+    if dtype is None:
+        raise ValueError(f"unknown data type byte 0x{raw[2]:02x} (expected one of "
+                         f"{', '.join(f'0x{t:02x}' for t in _IDX_DTYPES)})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim < 1 or len(raw) < header:
+        raise ValueError(f"{ndim} dimension(s) in the header, {len(raw)} bytes: the header is incomplete")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    itemsize = np.dtype(dtype).itemsize
+    expected = header + math.prod(shape) * itemsize
+    if len(raw) != expected:
+        raise ValueError(f"{len(raw)} bytes, but its header (shape {list(shape)}, {itemsize}-byte values) says {expected}")
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return data.astype(data.dtype.newbyteorder("="), copy=False)
+
+
+def _read_idx(path: Path, expect_dims: int) -> torch.Tensor:
+    """An IDX file (uncompressed or ``.gz``) as a tensor of its own dtype (MNIST: uint8), read with numpy.
+
+    Raises:
+        ValueError: a corrupt or truncated file, naming it and what is wrong.
+    """
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
                 raw = f.read()
-            with tempfile.NamedTemporaryFile(suffix=".idx") as tmp:
-                tmp.write(raw)
-                tmp.flush()
-                t = read_sn3_pascalvincent_tensor(tmp.name, strict=True)
         else:
-            t = read_sn3_pascalvincent_tensor(str(path), strict=True)
-    except (AssertionError, RuntimeError, ValueError, KeyError, OSError, EOFError) as exc:
+            raw = path.read_bytes()
+        array = _parse_idx(raw)
+    except (ValueError, OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError(
             f"Corrupt or truncated MNIST file {path}: not a valid IDX file ({type(exc).__name__}: {exc}). "
             f"Delete it and download MNIST again."
         ) from None
-    if t.dim() != expect_dims:
-        raise ValueError(f"Corrupt MNIST file {path}: expected {expect_dims} dimensions, got shape {tuple(t.shape)}")
-    return t
+    if array.ndim != expect_dims:
+        raise ValueError(f"Corrupt MNIST file {path}: expected {expect_dims} dimensions, got shape {array.shape}")
+    # A writable copy owned by torch (np.frombuffer over bytes is read-only).
+    return torch.from_numpy(array.copy())
 
 
 def mnist_paths(root: str | os.PathLike, split: str) -> list[Path]:
