@@ -49,7 +49,7 @@ def _guard(fn):
             text = str(exc) if not isinstance(exc, FileNotFoundError) or exc.args[1:] == () else f"{exc.filename}: {exc.strerror}"
             _fail(" ".join(text.split()))
         except KeyboardInterrupt:
-            _fail("interrupted; finish the study with `amgt-study resume NAME`", 130)
+            _fail("interrupted (Ctrl-C)", 130)
 
     return wrapper
 

@@ -1342,6 +1342,14 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                     phases.close(phase)
         except KeyboardInterrupt:
             phases.abort("KILLED", "interrupted (Ctrl-C)")
+            if started_ray:
+                # The trials died with this driver's Ray: their runs would stay RUNNING until `resume`.
+                ray.shutdown()
+                started_ray = False
+                tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id,
+                                          reason="interrupted (Ctrl-C on the driver)", status="KILLED")
+            echo(f"[{cfg.name}] interrupted: the open phase and its running trials ended KILLED; finish the study "
+                 f"with `amgt-study resume {cfg.name}` from this directory")
             raise
         except BaseException as exc:
             phases.abort("FAILED", f"{type(exc).__name__}: {exc}")

@@ -246,7 +246,7 @@ def test_short_capped_study_says_so(tmp_path):
     assert "## Study settings" in md and "Caveat: the verdict(s) of C1" in md
     claims = pd.read_csv(out / "claims.csv", keep_default_na=False).set_index("id")
     measured = claims[claims["verdict"] != "not measured"]
-    assert len(measured) and (measured["caveat"] == "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs").all()
+    assert len(measured) and (measured["caveat"] == "runs capped at 30 steps; 1 epoch; paper: 30 epochs").all()
     assert (claims.loc[claims["verdict"] == "not measured", "caveat"] == "").all()
     comp = r.tables["comparison"].set_index("optimizer")
     assert comp.loc["amgt", "ci_high_raw"] > 100 and comp.loc["amgt", "ci_high"] == 100
@@ -272,3 +272,31 @@ def test_short_capped_study_says_so(tmp_path):
         if f.name.startswith("budget_"):
             assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
             assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+
+
+def test_retried_and_resumed_attempts_count_once_per_trial():
+    """A trial re-run under the same trial_key (a Ray Tune retry or `resume` after Ctrl-C) is one trial: its
+    failed earlier attempts are not counted as failed trials; a trial whose attempts all failed counts once."""
+    import pandas as pd
+
+    from tracking.reports.data import ReportData
+
+    t = pd.Timestamp("2026-11-29 10:00")
+    rows = [
+        # final/amgt seed 0: interrupted (KILLED) then completed on resume
+        dict(run_id="a1", trial_key="s/final/amgt/0", optimizer="amgt", seed=0, status="KILLED", outcome="failed",
+             start_time=t),
+        dict(run_id="a2", trial_key="s/final/amgt/0", optimizer="amgt", seed=0, status="FINISHED",
+             outcome="completed", start_time=t + pd.Timedelta("1min"), test_accuracy=0.9),
+        # final/adam seed 0: failed twice (retries exhausted): one failed trial, the latest attempt kept
+        dict(run_id="b1", trial_key="s/final/adam/0", optimizer="adam", seed=0, status="FAILED", outcome="failed",
+             start_time=t),
+        dict(run_id="b2", trial_key="s/final/adam/0", optimizer="adam", seed=0, status="FAILED", outcome="failed",
+             start_time=t + pd.Timedelta("2min")),
+        # a run without trial key is never merged
+        dict(run_id="c1", trial_key=None, optimizer="adam", seed=1, status="FAILED", outcome="failed", start_time=t),
+    ]
+    data = ReportData.from_frames(pd.DataFrame(rows), studies=["s"])
+    assert sorted(data.runs["run_id"]) == ["a2", "b2", "c1"]
+    assert data.retried_attempts == 2
+    assert (data.runs["outcome"] == "failed").sum() == 2

@@ -276,7 +276,7 @@ def test_caveat_names_capped_and_short_runs_without_changing_the_verdict():
     assert v_full == SUP and res_full.caveat == ""
     smoke = rows({"amgt": UP, "adam": BASE}, "test_accuracy", epochs=1, max_steps=30)
     v, res = verdict("C1", smoke)
-    assert v == v_full and res.caveat == "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs"
+    assert v == v_full and res.caveat == "runs capped at 30 steps; 1 epoch; paper: 30 epochs"
     v, res = verdict("C1", rows({"amgt": UP, "adam": BASE}, "test_accuracy", epochs=5))
     assert res.caveat == "5 epochs; paper: 30 epochs"  # < 50 % of the paper's 30
     data = ReportData.from_frames(pd.DataFrame(rows({"amgt": UP, "adam": BASE}, "test_accuracy", bench="digits-cnn",
@@ -290,3 +290,15 @@ def test_c4_last5_sigma_needs_two_epochs():
     r = rows({"amgt": UP, "adam": BASE}, "test_accuracy")  # no history: σ of the last 5 epochs undefined
     v, res = verdict("C4", r)
     assert "AMGT n/a (needs ≥ 2 epochs)" in res.measured and "nan" not in res.measured
+
+
+def test_training_caveat_counts_epochs_completed_under_a_step_cap():
+    """max_steps caps the whole trial: 2 epochs planned with 20 steps is one (partial) epoch completed."""
+    import pandas as pd
+
+    from tracking.reports.claims import training_caveat
+
+    runs = pd.DataFrame({"epochs": [2.0, 2.0], "max_steps": [20.0, 20.0], "epochs_completed": [1.0, 1.0]})
+    assert training_caveat(runs, "mnist-lenet5") == "runs capped at 20 steps; 1 epoch; paper: 30 epochs"
+    planned_only = runs.drop(columns="epochs_completed")
+    assert training_caveat(planned_only, "mnist-lenet5") == "runs capped at 20 steps; 2 epochs; paper: 30 epochs"

@@ -503,7 +503,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     out = (tmp_path / "run.log").read_text()
-    assert "interrupted; finish the study with `amgt-study resume NAME`" in out, out[-3000:]
+    assert "interrupted (Ctrl-C)" in out and "finish the study with `amgt-study resume cc`" in out, out[-3000:]
     assert _trial_runs(db, "cc", phase="final") < 4, out[-3000:]
     uri = f"sqlite:///{db}"
     c = client(uri)
@@ -515,6 +515,12 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path):
     before = parents()
     assert before["search"].info.status == "FINISHED" and before["final"].info.status == "KILLED"
     assert before["final"].data.tags["error"] == "interrupted (Ctrl-C)"
+    # the trial that was running died with the driver's Ray: its run is closed KILLED, not left RUNNING
+    for r in trial_runs(uri, "cc"):
+        assert r.info.status in ("FINISHED", "KILLED"), (r.info.status, r.data.tags)
+        if r.info.status == "KILLED":
+            assert r.data.tags["error"] == "interrupted (Ctrl-C on the driver)"
+            assert r.data.tags["outcome"] == "failed"
 
     res = subprocess.run(AMGT_STUDY + ["resume", "cc"], cwd=tmp_path, capture_output=True, text=True, env=env,
                          timeout=400)

@@ -281,3 +281,19 @@ def test_offline_benchmarks_run_a_few_steps(name):
     res = workers.run_trial({"benchmark": name, "optimizer": "amgt", "epochs": 2, "max_steps": 5, "device": "cpu"})
     assert res["status"] == "completed" and res["steps"] == 5
     assert math.isfinite(res["train_loss"]) and math.isfinite(res["grad_norm_mean"])
+
+
+def test_data_dir_pointing_inside_the_data_set_gets_a_hint(tmp_path):
+    """AMGT_DATA_DIR=<root>/MNIST/raw (a common mistake) names the folder it should have been."""
+    from workers import data
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError) as info:
+        data.check_mnist(raw)
+    msg = str(info.value)
+    assert f"AMGT_DATA_DIR must be the folder that holds MNIST/ (here probably {tmp_path})" in msg
+    assert '"download": true' in msg and "workers.run_trial" in msg
+    with pytest.raises(FileNotFoundError) as info:
+        data.check_mnist(tmp_path / "elsewhere")
+    assert "looks like the data set's own folder" not in str(info.value)

@@ -480,8 +480,9 @@ class TrialLogger:
 
 
 def close_stale_runs(tracking_uri: str, study: str, *, experiment_id: str | None = None,
-                     phase: str | None = None, reason: str = STALE_ERROR) -> list[str]:
-    """Mark the study's trial runs still ``RUNNING`` as ``FAILED`` (``outcome=failed``, ``error=reason``).
+                     phase: str | None = None, reason: str = STALE_ERROR, status: str = "FAILED") -> list[str]:
+    """Mark the study's trial runs still ``RUNNING`` as ``status`` (``FAILED``, or ``KILLED`` for an
+    interrupted driver; ``outcome=failed``, ``error=reason``).
 
     For the resume path, before new trials start: a worker process that was killed (OOM, node
     lost, Ctrl-C on the driver) leaves its child run RUNNING. Only call it when no trial of the
@@ -505,6 +506,6 @@ def close_stale_runs(tracking_uri: str, study: str, *, experiment_id: str | None
     for run in search_all_runs(client, [str(experiment_id)], flt):
         run_id = run.info.run_id
         _log_params_tags(client, run_id, {}, {S.TAG_OUTCOME: "failed", S.TAG_ERROR: reason})
-        client.set_terminated(run_id, status="FAILED")
+        client.set_terminated(run_id, status=status)
         closed.append(run_id)
     return closed

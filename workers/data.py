@@ -206,11 +206,18 @@ _MNIST_FILES = {
 _CACHE: dict[tuple, object] = {}
 
 
-def _how_to_get(name: str, root: Path) -> str:
-    return (
+def _how_to_get(name: str, root: Path, folder: str) -> str:
+    """How to get data set ``name`` (torchvision's class name) whose files belong in ``root/folder``."""
+    hint = ""
+    if root.name in (folder, "raw"):  # AMGT_DATA_DIR=/data/MNIST/raw instead of /data
+        parent = root.parent.parent if root.name == "raw" and root.parent.name == folder else root.parent
+        hint = (f"{root} looks like the data set's own folder: AMGT_DATA_DIR must be the folder that holds "
+                f"{folder}/ (here probably {parent}). ")
+    return hint + (
         f"Get it with torchvision (online): `python -c \"import torchvision; "
-        f"torchvision.datasets.{name}('{root}', download=True)\"`, or set \"download\": true in the trial "
-        f"config, or point AMGT_DATA_DIR (or the config's data_dir) at a folder that holds it."
+        f"torchvision.datasets.{name}('{root}', download=True)\"`, or point AMGT_DATA_DIR (or a trial "
+        f"config's data_dir) at a folder that holds it; a direct `workers.run_trial` call may also set "
+        f"\"download\": true in its config."
     )
 
 
@@ -287,7 +294,7 @@ def mnist_paths(root: str | os.PathLike, split: str) -> list[Path]:
             expected = ", ".join(n for pair in _MNIST_FILES.values() for n in pair)
             raise FileNotFoundError(
                 f"MNIST not found: {raw / name} is missing. Expected in {raw}: {expected} "
-                f"(uncompressed or .gz). {_how_to_get('MNIST', root)}"
+                f"(uncompressed or .gz). {_how_to_get('MNIST', root, 'MNIST')}"
             )
         paths.append(p)
     return paths
@@ -397,7 +404,7 @@ def cifar10_paths(root: str | os.PathLike, split: str) -> list[Path]:
         if not p.is_file():
             raise FileNotFoundError(
                 f"CIFAR-10 not found: {p} is missing. Expected in {base}: "
-                f"{', '.join(CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES)}. {_how_to_get('CIFAR10', root)}"
+                f"{', '.join(CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES)}. {_how_to_get('CIFAR10', root, 'cifar-10-batches-py')}"
             )
     return paths
 

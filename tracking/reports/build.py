@@ -220,7 +220,9 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
     sections = [
         Section("Summary", [
             f"Studies: {', '.join(data.studies)}. Tracking store: {data.tracking_uri or 'given as DataFrames'}. "
-            f"Trial runs: {len(data.runs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}). "
+            f"Trial runs: {len(data.runs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}"
+            + (f"; not counted: {data.retried_attempts} failed earlier attempt(s) of trials that were retried or "
+               "resumed" if data.retried_attempts else "") + "). "
             f"Statistics use completed and diverged runs ({', '.join(USABLE_OUTCOMES)}). A diverged run is a "
             "result: it is counted (column 'diverged') and enters every statistic for which it recorded a value "
             "(the worker records no accuracy for a diverged classification run, so it is not in that mean's n). "
@@ -240,7 +242,7 @@ def write_report(data: ReportData, out_dir: str | Path, *, formats: Sequence[str
         sections.append(Section("What is missing", [*missing, *notes] or ["nothing"], anchor="missing"))
     sections.append(Section("Study settings", [
         "How long the trials trained, per study and benchmark (the trial runs' MLflow params epochs, batch_size, "
-        "max_steps; max_steps caps the optimizer steps per epoch, 'none' = full epochs), the seeds of the "
+        "max_steps; max_steps caps the optimizer steps of the whole trial, 'none' = every epoch in full), the seeds of the "
         "non-search phases, search trials per optimizer, the device, and the paper's epochs for the benchmark "
         "(MNIST 30, CIFAR-10 100, ImageNet 90).", caveat_line], [("settings", settings)], anchor="settings"))
     sections += [

@@ -44,7 +44,7 @@ SHORT_FRACTION = 0.5
 CLAIM_PHASES = {**{c: ("final",) for c in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C15")},
                 "C9": ("ablation",), "C10": ("grid",), "C14": ("final", "grid", "ablation")}
 CAVEAT_RULE = ("Caveat (column 'caveat'; it never changes a verdict): a verdict resting on trial runs that were "
-               "capped (max_steps set: at most that many optimizer steps per epoch), that trained for fewer than "
+               "capped (max_steps set: at most that many optimizer steps in the whole trial), that trained for fewer than "
                f"{SHORT_FRACTION:.0%} of the paper's epochs ("
                + ", ".join(f"{b} {e}" for b, e in PAPER_EPOCHS.items())
                + "), or that ran on a benchmark the paper does not use, says so. Such a verdict is about the "
@@ -610,16 +610,18 @@ def _span(values: pd.Series) -> str:
 
 def training_caveat(runs: pd.DataFrame, benchmark: str) -> str:
     """The caveat (``CAVEAT_RULE``) of a verdict that rests on ``runs`` (columns ``epochs``, ``max_steps``,
-    ``epochs_completed``) of ``benchmark``: e.g. "runs capped at 30 steps/epoch; 1 epoch; paper: 30 epochs".
+    ``epochs_completed``) of ``benchmark``: e.g. "runs capped at 30 steps; 1 epoch; paper: 30 epochs" (the epochs
+    the runs completed, where logged, else the epochs planned).
     Empty when the runs trained as the paper did (or there are no runs)."""
     if not len(runs) or not benchmark:
         return ""
     parts = []
     capped = _span(runs["max_steps"]) if "max_steps" in runs else ""
     if capped:
-        parts.append(f"runs capped at {capped} steps/epoch")
-    epochs = runs["epochs"] if "epochs" in runs and runs["epochs"].notna().any() else runs.get(
-        "epochs_completed", pd.Series(dtype=float))
+        parts.append(f"runs capped at {capped} steps")
+    # the epochs the runs completed (a step cap can end a run early), else those planned
+    done = runs["epochs_completed"] if "epochs_completed" in runs else pd.Series(dtype=float)
+    epochs = done if done.notna().any() else runs.get("epochs", pd.Series(dtype=float))
     ep = pd.to_numeric(epochs, errors="coerce").dropna()
     paper = PAPER_EPOCHS.get(benchmark)
     if paper is None:

@@ -17,6 +17,11 @@ per-epoch curves:
 
 Outcome: the ``outcome`` tag (completed | diverged | failed); a run without it is ``running`` while MLflow
 says RUNNING, ``failed`` when FAILED/KILLED, ``completed`` when FINISHED.
+
+One row per trial, not per attempt: a trial retried by Ray Tune (``max_failures``) or re-run by ``resume``
+has one MLflow run per attempt under the same ``trial_key``; its failed attempts are dropped when another
+attempt completed, diverged or is running, and only its last failed attempt is kept when all failed
+(``ReportData.retried_attempts`` counts the attempts dropped), as ``amgt-study status`` counts trials.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ TRAINING_PARAMS = ("epochs", "batch_size", "max_steps")
 _TAGS = {"study": schema.TAG_STUDY, "phase": schema.TAG_PHASE, "optimizer": schema.TAG_OPTIMIZER,
          "benchmark": schema.TAG_BENCHMARK, "seed": schema.TAG_SEED, "outcome": schema.TAG_OUTCOME,
          "device": schema.TAG_DEVICE, "git_sha": schema.TAG_GIT_SHA, "error": schema.TAG_ERROR,
-         "optuna_trial": schema.TAG_OPTUNA_TRIAL}
+         "optuna_trial": schema.TAG_OPTUNA_TRIAL, "trial_key": schema.TAG_TRIAL_KEY}
 _METRICS = tuple(dict.fromkeys(schema.METRICS_EPOCH + schema.METRICS_FINAL))
 
 
@@ -58,6 +63,26 @@ def _trial_columns() -> list[str]:
     return ([f"tags.{t}" for t in _TAGS.values()] + ["params.hp.*", "params.epochs", "params.batch_size",
                                                              "params.max_steps"]
             + [f"metrics.{m}" for m in _METRICS])
+
+
+def _superseded_attempts(runs: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the failed attempts that another attempt of the same ``trial_key`` replaces: every
+    failed one when an attempt completed, diverged or is running, else all but the latest failed one.
+    Runs without a ``trial_key`` are never superseded."""
+    mask = pd.Series(False, index=runs.index)
+    if "trial_key" not in runs.columns:
+        return mask
+    keyed = runs[runs["trial_key"].notna() & (runs["trial_key"].astype(str) != "")]
+    for _, group in keyed.groupby(["study", "trial_key"], dropna=False):
+        failed = group[group["outcome"] == "failed"]
+        if len(group) < 2 or failed.empty:
+            continue
+        if len(failed) < len(group):
+            mask[failed.index] = True
+        else:
+            latest = failed.sort_values("start_time", na_position="first", kind="stable").index[-1]
+            mask[failed.index.drop(latest)] = True
+    return mask
 
 
 def _outcome(status: str, tag) -> str:
@@ -111,6 +136,7 @@ class ReportData:
     quadratic_facts: dict = field(default_factory=dict)   # study -> facts dict
     missing: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
+    retried_attempts: int = 0   # failed attempts of trials that were run again (not rows of ``runs``)
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -134,12 +160,14 @@ class ReportData:
             runs[m] = pd.to_numeric(runs[m], errors="coerce").astype(float)
         runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce")
         runs["outcome"] = [_outcome(s, o) for s, o in zip(runs["status"], runs["outcome"])]
+        superseded = _superseded_attempts(runs)
+        runs = runs[~superseded].reset_index(drop=True)
         hist = histories if histories is not None else pd.DataFrame(columns=["run_id", "metric", "step", "value"])
         runs = _summarise(runs, hist)
         return cls(studies=list(studies or sorted(runs["study"].dropna().unique())), runs=runs,
                    histories=hist, parents=parents if parents is not None else pd.DataFrame(),
                    quadratic_facts=dict(quadratic_facts or {}), missing=list(missing or []),
-                   tracking_uri=tracking_uri)
+                   tracking_uri=tracking_uri, retried_attempts=int(superseded.sum()))
 
     @classmethod
     def load(cls, studies: Sequence[str], tracking_uri: str | None = None, *,
