@@ -197,6 +197,8 @@ def _single_tensor_amgt(
     workspace = workspace if workspace is not None else Workspace()
     # Per-call bookkeeping instead of per-tensor ops (Python dispatch is ~3 µs an op, ~20 ops a tensor):
     # one increment of every step counter, coefficients per distinct step, diagnostics summed per device.
+    if not params:
+        return
     if all(s.device.type == "cpu" for s in state_steps):
         torch._foreach_add_(state_steps, 1)
     else:

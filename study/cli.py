@@ -48,8 +48,8 @@ def _guard(fn):
         except (StudyConfigError, StudyRunError, store_error, FileNotFoundError) as exc:
             text = str(exc) if not isinstance(exc, FileNotFoundError) or exc.args[1:] == () else f"{exc.filename}: {exc.strerror}"
             _fail(" ".join(text.split()))
-        except KeyboardInterrupt:
-            _fail("interrupted (Ctrl-C)", 130)
+        except KeyboardInterrupt as exc:
+            _fail(f"interrupted ({str(exc) or 'Ctrl-C'})", 130)
 
     return wrapper
 

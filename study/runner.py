@@ -252,7 +252,13 @@ def local_resources() -> dict[str, float]:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # noqa: BLE001
         gpus = 0
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+    try:  # as Ray counts them (a container's CPU quota included), so the check agrees with ray.init's
+        from ray._private.utils import get_num_cpus
+
+        cpus = float(get_num_cpus())
+    except Exception:  # noqa: BLE001 - a Ray without that helper
+        cpus = float(os.cpu_count() or 1)
+    return {"CPU": cpus, "GPU": float(gpus)}
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -886,7 +892,7 @@ def _ensure_ray(cfg: StudyConfig, ray_address: str | None) -> bool:
         kwargs["include_dashboard"] = False
     try:
         ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         raise StudyRunError(f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')!r}: {exc}") from None
     return True
 
@@ -902,7 +908,27 @@ def _run_tuner(cfg: StudyConfig, ctx: dict[str, Any], run_dir: Path, *, name: st
         verbose=0,
         callbacks=[progress],
     )
+    started = int(time.time() * 1000) - 1000
     tune.Tuner(_trainable(cfg, ctx), param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    if _interrupted_trials(ctx, started):
+        # Ray Tune ended the run early on a stop signal (SIGUSR1, or SIGINT with its own handler): its trials
+        # ended KILLED; stop the study as Ctrl-C does, so that the phase is not closed as finished.
+        raise KeyboardInterrupt("Ray Tune stopped the study's trials on a stop signal")
+
+
+def _interrupted_trials(ctx: dict[str, Any], since_ms: int) -> int:
+    """Trial runs of the study started since ``since_ms`` (epoch ms) that Ray Tune stopped unfinished
+    (KILLED with ``trainable.INTERRUPTED_ERROR``)."""
+    from tracking import schema
+    from tracking.runs import _quote, search_all_runs
+    from tracking.store import get_client
+
+    from .trainable import INTERRUPTED_ERROR
+
+    flt = (f"tags.{schema.TAG_STUDY} = {_quote(ctx['study'])} and tags.{schema.TAG_ROLE} = '{schema.ROLE_TRIAL}' "
+           f"and attributes.status = 'KILLED' and attributes.start_time >= {since_ms}")
+    runs = search_all_runs(get_client(ctx["tracking_uri"]), [ctx["experiment_id"]], flt)
+    return sum(r.data.tags.get(schema.TAG_ERROR) == INTERRUPTED_ERROR for r in runs)
 
 
 def _finished_keys(ctx: dict[str, Any], phase: str) -> set[str]:
@@ -1164,7 +1190,7 @@ def _run_comparison(cfg: StudyConfig, ctx: dict[str, Any], stores: Stores, run_d
         if not searcher.finished:
             # Ray Tune ended the run before its searcher proposed every trial: only a stop signal (SIGINT/SIGUSR1
             # with Tune's own handler) does that.  The open phase's parent run ends KILLED.
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("Ray Tune stopped the study on a stop signal")
     else:
         if pending:
             _run_search_asha(cfg, ctx, stores, run_dir, echo, search, pending)
@@ -1329,6 +1355,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
             "study": cfg.name, "kind": cfg.kind, "tracking_uri": stores.tracking_uri,
             "experiment_id": experiment_id, "parent_runs": {}, "base": base_trial_config(cfg),
             "git_sha": tracking.git_sha(),
+            "early_stopping": cfg.kind == "comparison" and cfg.search.early_stopping is not None,
         }
         phases = _Phases(cfg, stores, ctx, echo)
         t0 = time.time()
@@ -1340,8 +1367,8 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                     summary = phases.open(phase)
                     _run_planned(cfg, phase, plan_trials(cfg, phase), ctx, run_dir, echo, summary)
                     phases.close(phase)
-        except KeyboardInterrupt:
-            phases.abort("KILLED", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            phases.abort("KILLED", f"interrupted ({exc})" if str(exc) else "interrupted (Ctrl-C)")
             if started_ray:
                 # The trials died with this driver's Ray: their runs would stay RUNNING until `resume`.
                 ray.shutdown()

@@ -19,10 +19,13 @@ import os
 import traceback
 from typing import Any
 
-__all__ = ["trial_function", "search_trial_key", "OPTIMIZER_KEY", "TAG_ATTEMPT", "TAG_EARLY_STOPPED", "TAG_RAY_NODE_ID", "OPTUNA_KEY"]
+__all__ = ["trial_function", "search_trial_key", "OPTIMIZER_KEY", "TAG_ATTEMPT", "TAG_EARLY_STOPPED", "TAG_RAY_NODE_ID", "OPTUNA_KEY",
+           "INTERRUPTED_ERROR"]
 
 TAG_ATTEMPT = "attempt"              # 1-based attempt of a planned trial (Ray Tune retries on failure)
 TAG_EARLY_STOPPED = "early_stopped"  # "true" when the scheduler (ASHA) stopped the trial
+#: ``error`` tag of a trial run that Ray Tune stopped before it finished, without a scheduler (a stop signal).
+INTERRUPTED_ERROR = "interrupted: Ray Tune stopped the trial before it finished (a stop signal)"
 TAG_RAY_NODE_ID = "ray_node_id"      # the Ray node the trial ran on (multi-node clusters)
 TAG_WORKER_PID = "worker_pid"        # the trial's worker process on that node (to find it in logs)
 TAG_RESUMED = "resumed_from_run"     # set on the Tune result when a finished run was found on resume
@@ -169,9 +172,14 @@ def trial_function(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     try:
         result = workers.run_trial(trial_cfg, report=report)
     except SystemExit:
-        # Ray Tune stops a trial the scheduler (ASHA) cut short by exiting its training thread.
-        logger.client.set_tag(logger.run_id, TAG_EARLY_STOPPED, "true")
-        logger.finish({**last, "status": "completed"}, outcome="completed", config=trial_cfg)
+        if phase == "search" and ctx.get("early_stopping"):
+            # Ray Tune stops a trial the scheduler (ASHA) cut short by exiting its training thread.
+            logger.client.set_tag(logger.run_id, TAG_EARLY_STOPPED, "true")
+            logger.finish({**last, "status": "completed"}, outcome="completed", config=trial_cfg)
+        else:
+            # No scheduler: Ray Tune stopped the whole experiment (SIGUSR1, or SIGINT with its own handler).
+            # The trial did not finish: KILLED, so that `resume` runs it again; the driver then stops.
+            logger.finish(dict(last), outcome="failed", error=INTERRUPTED_ERROR, config=trial_cfg, killed=True)
         raise
     except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for Ray's retry
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -275,3 +275,22 @@ def test_validate_several_files(tmp_path):
 def test_status_without_name_lists_studies(tmp_path):
     result = invoke(["status", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"], cwd=tmp_path)
     assert result.exit_code == 0 and "no studies" in result.output
+
+
+def test_ray_failing_to_start_with_an_os_error_is_one_line(monkeypatch):
+    """ray.init raising an OSError (e.g. an unusable RAY_TMPDIR) becomes StudyRunError naming the address."""
+    import ray
+
+    from study.config import parse_study
+    from study.runner import StudyRunError, _ensure_ray
+
+    def broken_init(*args, **kwargs):
+        raise NotADirectoryError(20, "Not a directory", "/etc/passwd/x")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", broken_init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = parse_study({"name": "x", "kind": "comparison", "benchmark": "digits-cnn", "optimizers": ["adam"],
+                       "search": {"trials_per_optimizer": 1, "metric": "val_accuracy"}, "seeds": 1})
+    with pytest.raises(StudyRunError, match="cannot connect to Ray at 'local'.*Not a directory"):
+        _ensure_ray(cfg, None)

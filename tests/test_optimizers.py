@@ -913,3 +913,14 @@ def test_diagnostics_agree_between_paths_and_with_a_direct_count():
         results[foreach] = d
     assert results[False]["suppressed_fraction"] == pytest.approx(results[True]["suppressed_fraction"], abs=1e-12)
     assert results[False]["lambda_mean"] == pytest.approx(results[True]["lambda_mean"], rel=1e-6)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_functional_update_with_no_tensors_is_a_no_op(foreach):
+    from amgt._functional import Diagnostics, amgt_update
+
+    diag = Diagnostics()
+    amgt_update([], [], [], [], [], [], foreach=foreach, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, decoupled_weight_decay=False, gamma=1.0, tau=0.05, lr_decay=1e-4,
+                variance="relative", maximize=False, diagnostics=diag)
+    assert diag.summary()["steps"] == 0.0 and diag.summary()["suppressed_fraction"] == 0.0

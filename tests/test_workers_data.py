@@ -297,3 +297,20 @@ def test_data_dir_pointing_inside_the_data_set_gets_a_hint(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         data.check_mnist(tmp_path / "elsewhere")
     assert "looks like the data set's own folder" not in str(info.value)
+
+
+def test_damaged_gzip_stream_is_a_corrupt_file_error(tmp_path):
+    """A .gz whose deflate stream is damaged (same size, bytes flipped) raises the corrupt-file error, not
+    a bare zlib.error."""
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    payload = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + bytes(range(256)) * 4
+    blob = bytearray(gzip.compress(payload[:1008]))
+    for i in range(20, min(60, len(blob) - 8)):
+        blob[i] ^= 0xFF
+    path = raw / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="Corrupt or truncated MNIST file .*t10k-labels-idx1-ubyte.gz"):
+        D._read_idx(path, 1)

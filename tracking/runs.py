@@ -246,12 +246,15 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, study: str, phase
 def end_parent_run(tracking_uri: str, run_id: str, status: str = "FINISHED", *,
                    error: str | None = None) -> None:
     """Terminate a parent run: ``status`` is ``FINISHED``, ``FAILED`` or ``KILLED`` (MLflow's).
-    ``error`` (e.g. the driver's traceback) is stored in tag ``error``."""
+    ``error`` (e.g. the driver's traceback) is stored in tag ``error``; ending FINISHED without one removes
+    an ``error`` tag left by an earlier, interrupted driver (the run was reopened by ``resume``)."""
     if status not in ("FINISHED", "FAILED", "KILLED"):
         raise ValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
     client = get_client(tracking_uri)
     if error:
         client.set_tag(run_id, S.TAG_ERROR, _clip(error, MAX_TAG_VAL_LENGTH))
+    elif status == "FINISHED" and S.TAG_ERROR in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, S.TAG_ERROR)  # reopened by resume: the earlier driver's error is history
     client.set_terminated(run_id, status=status)
 
 
@@ -372,8 +375,9 @@ class TrialLogger:
         self._rows.append({"epoch": float(epoch), **row})
 
     def finish(self, result: Mapping[str, Any] | None = None, *, outcome: str, error: str | None = None,
-               config: Mapping[str, Any] | None = None) -> None:
-        """End the run: FINISHED for ``completed``/``diverged``, FAILED (with ``error``) for ``failed``.
+               config: Mapping[str, Any] | None = None, killed: bool = False) -> None:
+        """End the run: FINISHED for ``completed``/``diverged``, FAILED (with ``error``) for ``failed``
+        (KILLED with ``killed=True``: the trial was interrupted, not broken).
 
         Logs, before terminating: the per-epoch ``result["history"]`` if no epoch was logged through
         :meth:`log_epoch` (batched), the final metrics (:data:`schema.METRICS_FINAL` keys of
@@ -424,7 +428,8 @@ class TrialLogger:
             self._terminate_failed(f"{error + chr(10) if error else ''}logging the trial's results failed: "
                                    f"{''.join(traceback.format_exception_only(type(exc), exc)).strip()}")
             raise
-        self.client.set_terminated(self.run_id, status="FAILED" if outcome == "failed" else "FINISHED")
+        failed_status = "KILLED" if killed else "FAILED"
+        self.client.set_terminated(self.run_id, status=failed_status if outcome == "failed" else "FINISHED")
         self.finished = True
 
     def curves_csv(self) -> str:

@@ -12,6 +12,7 @@ set's own test set (digits: a fixed stratified 20% split). Model selection uses 
 from __future__ import annotations
 
 import gzip
+import zlib
 import math
 import os
 import pickle
@@ -266,7 +267,7 @@ def _read_idx(path: Path, expect_dims: int) -> torch.Tensor:
         else:
             raw = path.read_bytes()
         array = _parse_idx(raw)
-    except (ValueError, OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError(
             f"Corrupt or truncated MNIST file {path}: not a valid IDX file ({type(exc).__name__}: {exc}). "
             f"Delete it and download MNIST again."
