@@ -1294,7 +1294,9 @@ def _start_ray_and_stores(cfg: StudyConfig, stores: Stores, ray_address: str | N
     first against this machine (as ``run --dry-run`` does), so that a study asking for too much writes
     nothing; then against what Ray found.  Joining a running cluster (an address, or Ray already initialised),
     the check against the cluster comes first and the stores after it.  Errors are those of
-    :func:`_ensure_ray`, :func:`check_resources` and the stores, as raised there (Ray's first).
+    :func:`_ensure_ray`, :func:`check_resources` and the stores, as raised there (Ray's first).  If a local
+    ``ray.init`` itself fails (e.g. an unusable temp dir), the stores the thread created stay (an empty
+    experiment, the Optuna schema): the next run uses them as they are.
 
     Returns:
         (whether Ray was started here and must be shut down, experiment id, runs closed).
