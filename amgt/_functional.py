@@ -35,7 +35,8 @@ class Diagnostics:
     """Running sums of AMGT's per-step diagnostics, kept on the parameters' devices (no device sync).
 
     ``summary()`` is the only place values are copied to the host. The paths add one 0-d tensor per
-    device and step (not one per parameter), so the bookkeeping costs two small ops per step.
+    device and step (the loop stacks its per-tensor sums first), so the bookkeeping costs a few small ops
+    per step, not per parameter.
     """
 
     def __init__(self) -> None:
@@ -68,20 +69,6 @@ class Diagnostics:
         """Add the number of elements kept by thresholding (0-d tensor on ``device``) out of ``numel``."""
         self._thresholded_elems += numel
         self._acc(device)[1].add_(kept)
-
-    def add_sums(self, device: torch.device, lam: Optional[Tensor], kept: Optional[Tensor]) -> None:
-        """Add stacked per-tensor sums at once: ``lam`` and ``kept`` are 1-d tensors on ``device`` (or None);
-        element counts must be added with :meth:`count` (one call per step instead of one per tensor)."""
-        acc = self._acc(device)
-        if lam is not None:
-            acc[0].add_(lam.sum(dtype=acc.dtype))
-        if kept is not None:
-            acc[1].add_(kept.sum(dtype=acc.dtype))
-
-    def count(self, *, lambda_elems: int = 0, lambda_host: float = 0.0, thresholded_elems: int = 0) -> None:
-        self._lambda_elems += lambda_elems
-        self._lambda_host += lambda_host
-        self._thresholded_elems += thresholded_elems
 
     def summary(self) -> dict[str, float]:
         lam, kept = self._lambda_host, 0.0
@@ -172,6 +159,13 @@ def _exact_sum(x: Tensor) -> Tensor:
     return x.sum() if x.numel() <= 1 << 24 else x.sum(dtype=torch.float64)
 
 
+def _sum_of_sums(sums: list[Tensor]) -> Tensor:
+    """Total of per-tensor 0-d sums on one device, in float64 (float32 on MPS, which has no float64), so
+    that counts past 2**24 over many tensors stay exact."""
+    dtype = torch.float32 if sums[0].device.type == "mps" else torch.float64
+    return torch.stack(sums).sum(dtype=dtype)
+
+
 def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float,
                       scratch: Tensor) -> Tensor:
     """Per-tensor thresholding of ``u`` and the parameter update ``param += alpha·u·mask``.
@@ -205,10 +199,12 @@ def _single_tensor_amgt(
         for s in state_steps:
             s += 1
     coefficients: dict[tuple, _Coefficients] = {}
+    # per device: per-tensor sums (0-d tensors) and the number of elements they cover
     lam_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
     kept_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
-    lambda_elems = thresholded_elems = 0
-    lambda_host = 0.0
+    lam_elems: dict[torch.device, int] = defaultdict(int)
+    kept_elems: dict[torch.device, int] = defaultdict(int)
+    lambda_one_elems = 0  # elements whose λ_t is exactly 1 (γ = 0 or first step)
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg, exp_avg_sq, residual = exp_avgs[i], exp_avg_sqs[i], residuals[i]
@@ -239,15 +235,15 @@ def _single_tensor_amgt(
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
         n = grad.numel()
-        lambda_elems += n
         if gamma != 0 and not c.first:
             lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance, (s0, s1))
             exp_avg.mul_(beta1).addcmul_(grad, lam, value=1 - beta1)
             if diagnostics is not None:
                 lam_sums[lam.device].append(_exact_sum(lam))
+                lam_elems[lam.device] += n
         else:
             exp_avg.lerp_(grad, 1 - beta1)  # Adam's own operation
-            lambda_host += float(n)
+            lambda_one_elems += n
 
         if tau == 0 or n == 0:
             # exactly torch.optim.Adam's operations (non-capturable path)
@@ -264,16 +260,17 @@ def _single_tensor_amgt(
             u = torch.div(exp_avg, denom, out=s1)
             alpha = -c.lr_t * sqrt_bc2 / c.bc1
         kept = _threshold_apply_(param, u, residual, tau, alpha, s0)
-        thresholded_elems += n
         if diagnostics is not None:
             kept_sums[u.device].append(kept)
+            kept_elems[u.device] += n
 
     if diagnostics is not None:
-        diagnostics.count(lambda_elems=lambda_elems, lambda_host=lambda_host, thresholded_elems=thresholded_elems)
-        for device in {*lam_sums, *kept_sums}:
-            lam, kept = lam_sums.get(device), kept_sums.get(device)
-            # torch.stack promotes float32 sums to float64 if any tensor needed a float64 sum
-            diagnostics.add_sums(device, torch.stack(lam) if lam else None, torch.stack(kept) if kept else None)
+        for device, sums in lam_sums.items():
+            diagnostics.add_lambda(_sum_of_sums(sums), lam_elems[device], device)
+        if lambda_one_elems:
+            diagnostics.add_lambda(float(lambda_one_elems), lambda_one_elems, None)
+        for device, sums in kept_sums.items():
+            diagnostics.add_kept(_sum_of_sums(sums), kept_elems[device], device)
 
 
 def _total(xs: list[Tensor], device: torch.device) -> Tensor:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-__all__ = ["check_flag", "check_number"]
+__all__ = ["check_adam_numbers", "check_flag", "check_foreach", "check_number"]
 
 
 def check_number(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
@@ -23,6 +23,24 @@ def check_flag(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
         raise ValueError(f"Invalid {name}: {value!r} (allowed: True or False)")
+
+
+def check_adam_numbers(*, lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
+    """The ranges torch.optim.Adam accepts, as ``ValueError`` naming the first argument out of range:
+    ``lr`` ≥ 0, ``betas`` a pair in [0, 1), ``eps`` > 0, ``weight_decay`` ≥ 0 (all finite)."""
+    check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
+    check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
+    check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
+    check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+
+
+def check_foreach(foreach: Any) -> None:
+    """Raise ``ValueError`` unless ``foreach`` is None, True or False (torch.optim's three choices)."""
+    if foreach is not None and not isinstance(foreach, bool):
+        raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
 
 
 def add_checked_param_group(

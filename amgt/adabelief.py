@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
 from ._functional import state_dtype
-from ._validation import add_checked_param_group, check_flag, check_number
+from ._validation import add_checked_param_group, check_adam_numbers, check_flag, check_foreach
 
 __all__ = ["AdaBelief", "adabelief_update"]
 
@@ -28,17 +28,10 @@ _GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "
 def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, decoupled_weight_decay: Any,
                            maximize: Any, foreach: Any) -> None:
     """Raise ``ValueError`` naming the first argument out of its range (see :class:`AdaBelief`'s Args)."""
-    check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
-    check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
-    check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
-    check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
-    check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+    check_adam_numbers(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     check_flag("maximize", maximize)
-    if foreach is not None and not isinstance(foreach, bool):
-        raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+    check_foreach(foreach)
 
 
 class AdaBelief(Optimizer):

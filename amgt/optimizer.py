@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
 from ._functional import Diagnostics, Workspace, amgt_update, state_dtype
-from ._validation import add_checked_param_group, check_flag, check_number
+from ._validation import add_checked_param_group, check_adam_numbers, check_flag, check_foreach, check_number
 
 __all__ = ["AMGT"]
 
@@ -22,13 +22,7 @@ def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, 
                            gamma: Any, tau: Any, lr_decay: Any, threshold_feedback: Any, variance: Any,
                            maximize: Any, foreach: Any, compiled: Any) -> None:
     """Raise ``ValueError`` naming the first argument out of its range (see :class:`AMGT`'s Args)."""
-    check_number("lr", lr, ">= 0 and finite", lambda x: x >= 0)
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (allowed: a pair (beta1, beta2), each in [0, 1))")
-    check_number("betas[0]", betas[0], "[0, 1)", lambda x: 0 <= x < 1)
-    check_number("betas[1]", betas[1], "[0, 1)", lambda x: 0 <= x < 1)
-    check_number("eps", eps, "> 0 and finite", lambda x: x > 0)
-    check_number("weight_decay", weight_decay, ">= 0 and finite", lambda x: x >= 0)
+    check_adam_numbers(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     check_number("gamma", gamma, ">= 0 and finite (0 switches variance-adaptive momentum off)",
                  lambda x: x >= 0)
     check_number("tau", tau, "[0, 1] (0 switches thresholding off; <= 1 keeps each tensor's largest "
@@ -40,8 +34,7 @@ def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, 
     check_flag("threshold_feedback", threshold_feedback)
     check_flag("maximize", maximize)
     check_flag("compiled", compiled)
-    if foreach is not None and not isinstance(foreach, bool):
-        raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+    check_foreach(foreach)
 
 
 class AMGT(Optimizer):

@@ -178,13 +178,30 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
                if isinstance(v, torch.Tensor) and v.dim() > 0)
 
 
-def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, names: list[str],
-               include_compiled: bool, bandwidth: float, seed: int = 0) -> list[dict]:
+def make_params(size: str, device: str, seed: int = 0) -> list[torch.nn.Parameter]:
+    """Random float32 parameters of ``size``'s shapes on ``device``, each with a random gradient."""
     torch.manual_seed(seed)
-    shapes = param_shapes(size)
-    params = [torch.nn.Parameter(torch.randn(s, device=device) * 0.05) for s in shapes]
+    params = [torch.nn.Parameter(torch.randn(s, device=device) * 0.05) for s in param_shapes(size)]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+def first_steps(size: str, device: str, steps: int = 3) -> list[float]:
+    """Seconds of each of the first ``steps`` steps of a new ``AMGT(compiled=True)`` (the first compiles)."""
+    opt = AMGT(make_params(size, device), lr=1e-6, compiled=True)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, names: list[str],
+               include_compiled: bool, bandwidth: float, seed: int = 0) -> list[dict]:
+    params = make_params(size, device, seed)
     numel = sum(p.numel() for p in params)
     grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in params)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -286,10 +303,7 @@ def profile_steps(size: str, device: str, name: str, warmup: int, steps: int = 5
     """torch.profiler's per-operator table (self CPU time, sorted) for ``steps`` steps of one optimizer."""
     from torch.profiler import profile
 
-    params = [torch.randn(s, device=device) * 0.1 for s in param_shapes(size)]
-    for p in params:
-        p.grad = torch.randn_like(p)
-    opt = _optimizers(device, True)[name](params)
+    opt = _optimizers(device, True)[name](make_params(size, device))
     for _ in range(warmup):
         opt.step()
     _sync(device)
@@ -343,16 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.first_steps:
         for size in args.sizes.split(","):
-            params = [torch.randn(sh, device=device) * 0.1 for sh in param_shapes(size)]
-            for p in params:
-                p.grad = torch.randn_like(p)
-            opt = AMGT(params, lr=1e-6, compiled=True)
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                opt.step()
-                _sync(device)
-                times.append(time.perf_counter() - t0)
+            times = first_steps(size, device)
             print(f"{size}: first 3 steps " + ", ".join(f"{t:.3f} s" for t in times), flush=True)
         return 0
     if args.compile_startup:

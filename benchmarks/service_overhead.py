@@ -148,16 +148,23 @@ def child_direct(spec_path: str, out_path: str) -> None:
                                           "trials": results}))
 
 
-def child_startup(spec_path: str, out_path: str) -> None:
-    """Time the service's start-up pieces one by one in a fresh process."""
-    spec = json.loads(Path(spec_path).read_text())
-    out: dict = {}
+def _timer(out: dict):
+    """``timed(key, fn)``: call ``fn()``, store its wall seconds in ``out[key]``, return its result."""
 
     def timed(key, fn):
         t = time.perf_counter()
         r = fn()
         out[key] = time.perf_counter() - t
         return r
+
+    return timed
+
+
+def child_startup(spec_path: str, out_path: str) -> None:
+    """Time the service's start-up pieces one by one in a fresh process."""
+    spec = json.loads(Path(spec_path).read_text())
+    out: dict = {}
+    timed = _timer(out)
 
     timed("import_torch_workers_s", lambda: __import__("workers"))
     timed("import_mlflow_s", lambda: __import__("mlflow"))
@@ -216,12 +223,7 @@ def child_probe(arg: str, out_path: str) -> None:
     existing store, the run searches of ``TrialLogger.existing`` / ``_attempt``, MNIST loading."""
     mlflow_uri, data_dir = json.loads(arg)
     out: dict = {}
-
-    def timed(key, fn):
-        t = time.perf_counter()
-        r = fn()
-        out[key] = time.perf_counter() - t
-        return r
+    timed = _timer(out)
 
     timed("import_torch_workers_s", lambda: __import__("workers"))
     timed("import_mlflow_tracking_s", lambda: (__import__("mlflow"), __import__("tracking")))

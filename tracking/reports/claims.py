@@ -489,8 +489,14 @@ def _c11(data: ReportData) -> ClaimResult:
                 f"contraction at η = 0.1: {contraction.get(0.1, math.nan):.3g}, "
                 f"at η = 0.3: {contraction.get(0.3, math.nan):.3g} (exact; study {study})")
     parts = {"eigenvalues": ev_ok, "stability limit": lim_ok, f"η = {fastest_paper:g} fastest": fast_ok}
+    return _exact_facts_result("C11", measured, parts)
+
+
+def _exact_facts_result(claim: str, measured: str, parts: dict[str, bool]) -> ClaimResult:
+    """A claim checked against exact computation: supported iff every part agrees, else contradicted; the
+    rule text lists each part's agreement."""
     holds = ", ".join(f"{k} {'agrees' if v else 'disagrees'}" for k, v in parts.items())
-    return _result("C11", measured, SUPPORTED if all(parts.values()) else CONTRADICTED, holds)
+    return _result(claim, measured, SUPPORTED if all(parts.values()) else CONTRADICTED, holds)
 
 
 def _c12(data: ReportData) -> ClaimResult:
@@ -511,8 +517,7 @@ def _c12(data: ReportData) -> ClaimResult:
                 f"{float(f['gd_optimal_step']):.4g}; GD stable iff η < {float(f['gd_stability_limit']):.4f}"
                 f"{extra} (exact; study {study})")
     parts = {"eigenvalues": ev_ok, "α_opt": alpha_ok}
-    holds = ", ".join(f"{k} {'agrees' if v else 'disagrees'}" for k, v in parts.items())
-    return _result("C12", measured, SUPPORTED if all(parts.values()) else CONTRADICTED, holds)
+    return _exact_facts_result("C12", measured, parts)
 
 
 def _c13(data: ReportData) -> ClaimResult:

@@ -89,6 +89,17 @@ def footer(fig, text: str) -> None:
         fig.text(0.5, -0.02, text, ha="center", va="top", fontsize=6.5, color="0.35")
 
 
+def _decorate(fig, ax, xlabel: str | None, ylabel: str | None, title: str) -> None:
+    """Axis labels (None: keep those set), the two-line title, the outside legend and the grid of a figure."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    _legend(fig, ax)
+    ax.grid(alpha=0.3)
+
+
 def _legend(fig, ax, **kw) -> None:
     """The legend outside the axes, on the right (constrained layout's "outside" placement): it never covers
     a curve (titles are set on the axes, two lines, so they stay above the axes and clear of it)."""
@@ -158,9 +169,7 @@ def curve_figures(data: ReportData, phase: str = "final") -> list[Figure]:
             v = v[np.isfinite(v)]
             if metric == "train_loss" and len(v) and (v > 0).all() and v.max() / v.min() >= 10:
                 ax.set_yscale("log")  # only when the loss spans a decade: else the ticks read 1.405×10^0
-            ax.set_title(f"{title}\n{bench}", fontsize=10)
-            _legend(fig, ax)
-            ax.grid(alpha=0.3)
+            _decorate(fig, ax, None, None, f"{title}\n{bench}")
             prov = _finish(fig, rb, phase)
             out.append(Figure(f"{stem}_{_slug(bench)}", f"{title} ({bench}; the paper's {paper})",
                               f"{phase} phase; mean ± 1 sd over seeds; {prov}", png(fig), fig))
@@ -183,11 +192,7 @@ def accuracy_vs_time(data: ReportData) -> list[Figure]:
         for opt, g in m.groupby("optimizer"):
             s = g.groupby("step").agg(elapsed=("elapsed", "mean"), acc=("value", "mean"))
             ax.plot(s["elapsed"], s["acc"], marker="o", ms=3, label=_label(opt), color=_color(opt))
-        ax.set_xlabel("wall time (s, cumulative epoch time)")
-        ax.set_ylabel("val_accuracy")
-        ax.set_title(f"Accuracy vs time\n{bench}", fontsize=10)
-        _legend(fig, ax)
-        ax.grid(alpha=0.3)
+        _decorate(fig, ax, "wall time (s, cumulative epoch time)", "val_accuracy", f"Accuracy vs time\n{bench}")
         prov = _finish(fig, rb, "final")
         out.append(Figure(f"acc_vs_time_{_slug(bench)}", f"Validation accuracy vs time ({bench}; the paper's Fig. 4.5)",
                           f"final phase; mean over seeds per epoch; {prov}", png(fig), fig))
@@ -208,11 +213,7 @@ def sensitivity_figures(cells: pd.DataFrame, widths: pd.DataFrame, data: ReportD
                                label=f"{_label(opt)} (width {w['width_decades']:.2f} dec)")
             ax.hlines(w["best_acc"] - 1.0, w["lr_lo"], w["lr_hi"], colors=cont[0].get_color(), linewidth=4, alpha=0.5)
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate η0")
-        ax.set_ylabel("final test accuracy (%)")
-        ax.set_title(f"Learning-rate sensitivity\n{bench}", fontsize=10)
-        _legend(fig, ax)
-        ax.grid(alpha=0.3)
+        _decorate(fig, ax, "learning rate η0", "final test accuracy (%)", f"Learning-rate sensitivity\n{bench}")
         prov = _finish(fig, data.usable("grid", bench), "grid")
         out.append(Figure(f"lr_sensitivity_{_slug(bench)}", f"Learning-rate sensitivity ({bench})",
                           "grid phase; mean and 95 % CI over seeds per lr (clipped to 0–100); thick bars: the lr "
@@ -259,11 +260,8 @@ def budget_figures(table: pd.DataFrame, data: ReportData) -> list[Figure]:
         ax.set_xticks(sorted(tb["k"].unique()))  # plain integer ticks at the k computed, not 10^0, 2×10^0
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("tuning budget k (trials)")
-        ax.set_ylabel("expected best val accuracy (%)")
-        ax.set_title(f"Expected best accuracy vs tuning budget\n{bench}", fontsize=10)
-        _legend(fig, ax)
-        ax.grid(alpha=0.3)
+        _decorate(fig, ax, "tuning budget k (trials)", "expected best val accuracy (%)",
+                  f"Expected best accuracy vs tuning budget\n{bench}")
         prov = _finish(fig, data.usable("search", bench), "search")
         out.append(Figure(f"budget_{_slug(bench)}", f"Expected best accuracy vs tuning budget ({bench})",
                           "search phase; E[max of k trials drawn with replacement] (Dodge et al. 2019), band: 95 % "
