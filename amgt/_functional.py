@@ -1,4 +1,5 @@
-"""The AMGT update rule as plain functions (no state handling): a per-tensor loop and a foreach path.
+"""The AMGT update rule as plain functions (no state handling): a per-tensor loop, a foreach path, and the
+dispatch to the fused (``_fused.py``) and traced (``_capturable.py``) paths.
 
 The class :class:`amgt.AMGT` owns the state and calls :func:`amgt_update`. The math follows
 ``docs/algorithm.md`` (our precise reading of Laisin et al. 2025, "A Mathematically Modified Adam
@@ -11,13 +12,17 @@ the two agree to float32 round-off.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["amgt_update", "state_dtype", "Diagnostics", "Workspace"]
+from ._capturable import capturable_amgt, masked_update
+from ._diagnostics import Diagnostics
+
+__all__ = ["amgt_update", "default_foreach", "state_dtype", "Diagnostics", "Workspace"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -31,57 +36,10 @@ def state_dtype(param: Tensor) -> torch.dtype:
     return torch.float32 if param.dtype in _LOW_PRECISION else param.dtype
 
 
-class Diagnostics:
-    """Running sums of AMGT's per-step diagnostics, kept on the parameters' devices (no device sync).
-
-    ``summary()`` is the only place values are copied to the host. The paths add one 0-d tensor per
-    device and step (the loop stacks its per-tensor sums first), so the bookkeeping costs a few small ops
-    per step, not per parameter.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.steps = 0
-        self.lr_t: Optional[float] = None
-        self._lambda_host = 0.0  # elements whose λ_t is exactly 1 (γ = 0 or first step)
-        self._lambda_elems = 0
-        self._thresholded_elems = 0  # elements that went through thresholding
-        self._dev: dict[torch.device, Tensor] = {}  # device -> [sum of λ_t, kept count]
-
-    def _acc(self, device: torch.device) -> Tensor:
-        acc = self._dev.get(device)
-        if acc is None:
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            acc = self._dev[device] = torch.zeros(2, dtype=dtype, device=device)
-        return acc
-
-    def add_lambda(self, total: Tensor | float, numel: int, device: torch.device) -> None:
-        """Add Σλ_t over ``numel`` elements (a 0-d tensor on ``device``, or a host float)."""
-        self._lambda_elems += numel
-        if isinstance(total, Tensor):
-            self._acc(device)[0].add_(total)
-        else:
-            self._lambda_host += total
-
-    def add_kept(self, kept: Tensor, numel: int, device: torch.device) -> None:
-        """Add the number of elements kept by thresholding (0-d tensor on ``device``) out of ``numel``."""
-        self._thresholded_elems += numel
-        self._acc(device)[1].add_(kept)
-
-    def summary(self) -> dict[str, float]:
-        lam, kept = self._lambda_host, 0.0
-        for acc in self._dev.values():
-            a, b = acc.tolist()
-            lam, kept = lam + a, kept + b
-        n = self._thresholded_elems
-        return {
-            "suppressed_fraction": (n - kept) / n if n else 0.0,
-            "lambda_mean": lam / self._lambda_elems if self._lambda_elems else 1.0,
-            "lr_t": float("nan") if self.lr_t is None else self.lr_t,
-            "steps": float(self.steps),
-        }
+def default_foreach(params: list[Tensor]) -> bool:
+    """``foreach=None``'s choice, as torch.optim makes it: the multi-tensor path when every parameter is
+    on a device with native multi-tensor kernels (CUDA, XPU), the per-tensor loop otherwise (CPU)."""
+    return all(p.device.type in ("cuda", "xpu") for p in params)
 
 
 def _value(step: Tensor) -> float:
@@ -154,9 +112,10 @@ def _variance_weight(exp_avg: Tensor, exp_avg_sq: Tensor, c: _Coefficients, gamm
 
 
 def _exact_sum(x: Tensor) -> Tensor:
-    """Sum of ``x`` as a 0-d tensor; in float64 beyond 2**24 elements, where float32 sums of 0/1 masks and
-    of λ in (0, 1] could round."""
-    return x.sum() if x.numel() <= 1 << 24 else x.sum(dtype=torch.float64)
+    """Sum of ``x`` as a 0-d tensor, NaN elements left out (λ_t is NaN only for an element whose
+    gradient or moments are non-finite); in float64 beyond 2**24 elements, where float32 sums of 0/1
+    masks and of λ in (0, 1] could round."""
+    return x.nansum() if x.numel() <= 1 << 24 else x.nansum(dtype=torch.float64)
 
 
 def _sum_of_sums(sums: list[Tensor]) -> Tensor:
@@ -166,21 +125,46 @@ def _sum_of_sums(sums: list[Tensor]) -> Tensor:
     return torch.stack(sums).sum(dtype=dtype)
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether the eager paths may read a tensor value on the host (CPU: no device to wait for). Elsewhere
+    they never do, so that a step does not synchronize (tests switch this off to check that path)."""
+    return device.type == "cpu"
+
+
 def _threshold_apply_(param: Tensor, u: Tensor, residual: Optional[Tensor], tau: float, alpha: float,
-                      scratch: Tensor) -> Tensor:
+                      scratch: Tensor, theta: Optional[Tensor] = None) -> tuple[Tensor, Tensor | int]:
     """Per-tensor thresholding of ``u`` and the parameter update ``param += alpha·u·mask``.
 
     θ = τ·||u||₂/sqrt(n), mask = |u| ≥ θ. With ``residual`` (which then already holds u: r + update), the
-    suppressed part u·(1-mask) stays in it. The mask is a float 0/1 tensor in ``scratch`` (on CPU, bool
-    tensors take slow kernels). Returns the number of kept elements as a 0-d tensor (no host read).
+    suppressed part u·(1-mask) stays in it. ``theta`` may be passed in (the foreach path computes the norms
+    together). Returns (kept count as a 0-d tensor, count of non-finite u).
+
+    Non-finite elements of u (an inf/NaN gradient, or moments made non-finite by one) are left out: θ is
+    τ times the RMS of the finite elements, and a non-finite element is never applied (its parameter
+    element keeps its value; it is counted in the diagnostics). On CPU the common all-finite case is
+    checked on the host and runs the four passes below; otherwise :func:`masked_update` (no host read).
     """
-    theta = torch.linalg.vector_norm(u) * (tau / math.sqrt(u.numel()))
-    keep = torch.abs(u, out=scratch).ge_(theta)
-    kept = _exact_sum(keep)
-    param.addcmul_(keep, u, value=alpha)  # p += α·u·mask
-    if residual is not None:
-        residual.addcmul_(keep, residual, value=-1)  # r (= u) ← u·(1 - mask)
-    return kept
+    if host_reads_are_free(u.device):
+        if theta is None:
+            theta = torch.linalg.vector_norm(u) * (tau / math.sqrt(u.numel()))
+        if math.isfinite(theta.item()):
+            keep = torch.abs(u, out=scratch).ge_(theta)  # a float 0/1 mask (bool kernels are slower on CPU)
+            kept = _exact_sum(keep)
+            param.addcmul_(keep, u, value=alpha)  # p += α·u·mask
+            if residual is not None:
+                residual.addcmul_(keep, residual, value=-1)  # r (= u) ← u·(1 - mask)
+            return kept, 0
+    return masked_update(param, u, residual, tau, alpha)
+
+
+def _add_diagnostics(diagnostics: Optional[Diagnostics], sums: dict, counts: dict) -> None:
+    """Add per-device lists of 0-d sums (``sums[device][field]``) and element counts to ``diagnostics``."""
+    if diagnostics is None:
+        return
+    for device, fields in sums.items():
+        diagnostics.add(device, [_sum_of_sums(x) if x else 0.0 for x in fields])
+    for device, fields in counts.items():
+        diagnostics.add(device, [float(x) for x in fields])
 
 
 def _single_tensor_amgt(
@@ -199,12 +183,9 @@ def _single_tensor_amgt(
         for s in state_steps:
             s += 1
     coefficients: dict[tuple, _Coefficients] = {}
-    # per device: per-tensor sums (0-d tensors) and the number of elements they cover
-    lam_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
-    kept_sums: dict[torch.device, list[Tensor]] = defaultdict(list)
-    lam_elems: dict[torch.device, int] = defaultdict(int)
-    kept_elems: dict[torch.device, int] = defaultdict(int)
-    lambda_one_elems = 0  # elements whose λ_t is exactly 1 (γ = 0 or first step)
+    # per device and diagnostics field (_diagnostics.FIELDS): per-tensor 0-d sums, and element counts
+    sums: dict[torch.device, list[list[Tensor]]] = defaultdict(lambda: [[], [], [], [], []])
+    counts: dict[torch.device, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg, exp_avg_sq, residual = exp_avgs[i], exp_avg_sqs[i], residuals[i]
@@ -239,11 +220,11 @@ def _single_tensor_amgt(
             lam = _variance_weight(exp_avg, exp_avg_sq, c, gamma, variance, (s0, s1))
             exp_avg.mul_(beta1).addcmul_(grad, lam, value=1 - beta1)
             if diagnostics is not None:
-                lam_sums[lam.device].append(_exact_sum(lam))
-                lam_elems[lam.device] += n
+                sums[lam.device][0].append(_exact_sum(lam))
         else:
             exp_avg.lerp_(grad, 1 - beta1)  # Adam's own operation
-            lambda_one_elems += n
+            counts[exp_avg.device][0] += n  # λ_t = 1 for each of them
+        counts[exp_avg.device][1] += n
 
         if tau == 0 or n == 0:
             # exactly torch.optim.Adam's operations (non-capturable path)
@@ -259,27 +240,22 @@ def _single_tensor_amgt(
         else:  # the mask is scale-free: fold the bias correction into the step
             u = torch.div(exp_avg, denom, out=s1)
             alpha = -c.lr_t * sqrt_bc2 / c.bc1
-        kept = _threshold_apply_(param, u, residual, tau, alpha, s0)
+        kept, bad = _threshold_apply_(param, u, residual, tau, alpha, s0)
         if diagnostics is not None:
-            kept_sums[u.device].append(kept)
-            kept_elems[u.device] += n
-
-    if diagnostics is not None:
-        for device, sums in lam_sums.items():
-            diagnostics.add_lambda(_sum_of_sums(sums), lam_elems[device], device)
-        if lambda_one_elems:
-            diagnostics.add_lambda(float(lambda_one_elems), lambda_one_elems, None)
-        for device, sums in kept_sums.items():
-            diagnostics.add_kept(_sum_of_sums(sums), kept_elems[device], device)
+            sums[u.device][2].append(kept)
+            counts[u.device][3] += n
+            if isinstance(bad, Tensor):
+                sums[u.device][4].append(bad)
+    _add_diagnostics(diagnostics, sums, counts)
 
 
 def _total(xs: list[Tensor], device: torch.device) -> Tensor:
-    """Sum of all elements of non-negative tensors, as a 0-d tensor on ``device`` (no host read).
+    """Sum of all elements of 0/1 masks, as a 0-d tensor on ``device`` (no host read).
 
     On CUDA one multi-tensor L1-norm kernel; on CPU, per-tensor sums (the CPU L1 norm is ~5x slower)."""
     if device.type == "cpu":
-        return torch.stack([x.sum() for x in xs]).sum()
-    return torch.stack(torch._foreach_norm(xs, 1)).sum()
+        return _sum_of_sums([x.sum() for x in xs])
+    return torch.stack(torch._foreach_norm(xs, 1)).sum(dtype=torch.float64)
 
 
 def _multi_tensor_amgt(
@@ -342,11 +318,11 @@ def _multi_tensor_amgt(
             torch._foreach_mul_(d_exp_avgs, beta1)
             torch._foreach_addcmul_(d_exp_avgs, d_grads, lam, 1 - beta1)
             if diagnostics is not None:
-                diagnostics.add_lambda(_total(lam, device), numel, device)
+                diagnostics.add(device, [_sum_of_sums([_exact_sum(x) for x in lam]), float(numel)])
         else:
             torch._foreach_lerp_(d_exp_avgs, d_grads, 1 - beta1)
             if diagnostics is not None:
-                diagnostics.add_lambda(float(numel), numel, device)
+                diagnostics.add(device, [float(numel), float(numel)])
 
         if tau == 0:
             # exactly torch.optim.Adam's foreach operations (non-capturable path)
@@ -368,105 +344,23 @@ def _multi_tensor_amgt(
             continue
         u = [u[j] for j in nonempty]
         d_params = [d_params[j] for j in nonempty]
-        norms = torch._foreach_norm(u)
-        keep = torch._foreach_abs(u)
-        for kj, nj, uj in zip(keep, norms, u):
-            kj.ge_(nj * (tau / math.sqrt(uj.numel())))
-        kept = _total(keep, device)
-        torch._foreach_addcmul_(d_params, keep, u, alpha)  # p += α·u·mask
-        if d_residuals is not None:
-            torch._foreach_addcmul_(u, keep, u, -1.0)  # the residual keeps u·(1 - mask)
+        thetas = [nj * (tau / math.sqrt(uj.numel())) for nj, uj in zip(torch._foreach_norm(u), u)]
+        bad: Tensor | float = 0.0
+        if host_reads_are_free(device) and all(map(math.isfinite, torch.stack(thetas).tolist())):
+            keep = torch._foreach_abs(u)
+            for kj, theta in zip(keep, thetas):
+                kj.ge_(theta)
+            kept = _total(keep, device)
+            torch._foreach_addcmul_(d_params, keep, u, alpha)  # p += α·u·mask
+            if d_residuals is not None:
+                torch._foreach_addcmul_(u, keep, u, -1.0)  # the residual keeps u·(1 - mask)
+        else:  # a non-finite element somewhere, or no host read allowed: see _threshold_apply_
+            res = [masked_update(pj, uj, uj if d_residuals is not None else None, tau, alpha)
+                   for pj, uj in zip(d_params, u)]
+            kept = _sum_of_sums([k for k, _ in res])
+            bad = _sum_of_sums([b for _, b in res])
         if diagnostics is not None:
-            diagnostics.add_kept(kept, numel, device)
-
-
-def _tensor_step_for_compile(p, g, m, v, r, coef, *, beta1: float, beta2: float, eps: float,
-                             weight_decay: float, decoupled: bool, use_gamma: bool, relative: bool, tau: float,
-                             maximize: bool):
-    """One AMGT step of one flattened tensor, written for ``torch.compile`` (one fused kernel per pass).
-
-    ``coef`` (float64, on the tensors' device): [η_t, var_scale, den_shift, sqrt(bc2), γ_t, sqrt(bc2)/bc1,
-    1/sqrt(n)], with γ_t = 0 at t = 1 (λ_1 = 1) and γ_t = γ/bc2 for ``variance="absolute"``. Step-dependent
-    numbers travel in this tensor so that a new step does not recompile. Returns (kept count, Σλ).
-    """
-    g = g.to(m.dtype)
-    if maximize:
-        g = -g
-    lr_t = coef[0]
-    if weight_decay != 0:
-        if decoupled:
-            p.mul_(1 - lr_t * weight_decay)
-        else:
-            g = g + weight_decay * p.to(m.dtype)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    if use_gamma:
-        num = (v - coef[1] * m * m).clamp_min(0)
-        if relative:
-            den = v + coef[2]
-            lam = den / (den + coef[4] * num)
-        else:
-            lam = 1 / (1 + coef[4] * num)
-        m.mul_(beta1).add_((1 - beta1) * lam * g)
-        lam_sum = lam.sum(dtype=torch.float64)
-    else:
-        m.lerp_(g, 1 - beta1)
-        lam_sum = torch.zeros((), dtype=torch.float64, device=m.device) + m.numel()
-    denom = v.sqrt() + eps * coef[3]
-    if tau == 0:
-        p.copy_((p.to(m.dtype) - (lr_t * coef[5]) * m / denom).to(p.dtype))
-        return torch.zeros((), dtype=torch.float64, device=m.device) + m.numel(), lam_sum
-    u = coef[5] * m / denom
-    if r is not None:
-        u = u + r
-    theta = torch.linalg.vector_norm(u) * (tau * coef[6])
-    keep = u.abs() >= theta
-    applied = torch.where(keep, u, torch.zeros_like(u))
-    if r is not None:
-        r.copy_(u - applied)
-    p.copy_((p.to(m.dtype) - lr_t * applied).to(p.dtype))
-    return keep.sum(dtype=torch.float64), lam_sum
-
-
-_COMPILED_STEP = None
-
-
-def _compiled_step():
-    global _COMPILED_STEP
-    if _COMPILED_STEP is None:
-        _COMPILED_STEP = torch.compile(_tensor_step_for_compile, dynamic=True, fullgraph=True)
-    return _COMPILED_STEP
-
-
-def _compiled_amgt(
-    params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, *, lr, beta1, beta2, eps,
-    weight_decay, decoupled_weight_decay, gamma, tau, lr_decay, variance, maximize, diagnostics,
-):
-    step_fn = _compiled_step()
-    flat = lambda x: None if x is None else (torch.view_as_real(x) if torch.is_complex(x) else x).view(-1)
-    for i, param in enumerate(params):
-        step_t = state_steps[i]
-        step_t += 1
-        if param.numel() == 0:
-            continue
-        p, g, m, v, r = (flat(x) for x in (param, grads[i], exp_avgs[i], exp_avg_sqs[i], residuals[i]))
-        c = _Coefficients(_value(step_t), lr=lr, beta1=beta1, beta2=beta2, eps=eps, lr_decay=lr_decay,
-                          dtype=m.dtype)
-        use_gamma = gamma != 0
-        gamma_t = 0.0 if c.first else (gamma if variance == "relative" else gamma / c.bc2)
-        sqrt_bc2 = c.bc2**0.5
-        coef = torch.tensor(
-            [c.lr_t, 0.0 if c.first else c.var_scale, 0.0 if c.first else c.den_shift, sqrt_bc2, gamma_t,
-             sqrt_bc2 / c.bc1, 1 / math.sqrt(m.numel())], dtype=torch.float64,
-        ).to(m.device, non_blocking=True)
-        kept, lam_sum = step_fn(
-            p, g, m, v, r if tau > 0 else None, coef, beta1=beta1, beta2=beta2, eps=eps,
-            weight_decay=weight_decay, decoupled=decoupled_weight_decay, use_gamma=use_gamma,
-            relative=variance == "relative", tau=tau, maximize=maximize,
-        )
-        if diagnostics is not None:
-            diagnostics.add_lambda(lam_sum, m.numel(), m.device)
-            if tau > 0:
-                diagnostics.add_kept(kept, m.numel(), m.device)
+            diagnostics.add(device, [0.0, 0.0, kept, float(numel), bad])
 
 
 def amgt_update(
@@ -478,7 +372,7 @@ def amgt_update(
     state_steps: list[Tensor],
     *,
     foreach: bool,
-    compiled: bool = False,
+    fused: bool = False,
     lr: float,
     beta1: float,
     beta2: float,
@@ -492,27 +386,51 @@ def amgt_update(
     maximize: bool,
     diagnostics: Optional[Diagnostics] = None,
     workspace: Optional[Workspace] = None,
-) -> None:
+    compiled: Optional[bool] = None,
+) -> str:
     """One AMGT step over lists of tensors (the functional form; see ``AMGT`` for the math).
 
     All lists have one entry per parameter; ``residuals[i]`` is ``None`` when threshold feedback is off
-    or ``tau == 0``. ``state_steps`` are 0-d float32 tensors, incremented here. ``compiled=True`` runs
-    each tensor through one ``torch.compile``-d function (fused kernels; first call compiles, ~10-40 s;
-    needs a C++ compiler on CPU) and ignores ``foreach``. ``workspace`` (a :class:`Workspace`) lends the
-    loop path reusable scratch buffers; without one it allocates its own for this call. ``params``, the moments,
+    or ``tau == 0``. ``state_steps`` are 0-d float32 tensors, incremented here. ``params``, the moments,
     residuals and steps are updated in place; ``grads`` are never modified.
+
+    Paths: ``fused=True``: one multi-tensor kernel per device and dtype (``amgt/_fused.py``; falls back to
+    foreach with a warning where none can be built); else ``foreach=True``: multi-tensor ``torch._foreach_*``
+    operations; else a per-tensor loop (``workspace``, a :class:`Workspace`, lends it reusable scratch
+    buffers). Under ``torch.compile`` the step is traced through ``amgt/_capturable.py`` whatever the
+    flags (step-dependent numbers as tensors, so one graph serves every step). ``compiled`` is the
+    deprecated name of ``fused``.
+
+    Returns:
+        The implementation that ran: ``"loop"``, ``"foreach"``, ``"fused"`` or ``"compile"``.
     """
-    if not compiled and not foreach:
-        _single_tensor_amgt(
-            params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, lr=lr, beta1=beta1, beta2=beta2,
-            eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, gamma=gamma,
-            tau=tau, lr_decay=lr_decay, variance=variance, maximize=maximize, diagnostics=diagnostics,
-            workspace=workspace,
-        )
-        return
-    fn = _compiled_amgt if compiled else _multi_tensor_amgt
-    fn(
-        params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, lr=lr, beta1=beta1, beta2=beta2,
-        eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, gamma=gamma,
-        tau=tau, lr_decay=lr_decay, variance=variance, maximize=maximize, diagnostics=diagnostics,
-    )
+    if compiled is not None:
+        warnings.warn("amgt_update(compiled=...) is deprecated; use fused=...", DeprecationWarning, stacklevel=2)
+        fused = fused or compiled
+    if not params:
+        return "foreach" if foreach else "loop"
+    hp = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+              decoupled_weight_decay=decoupled_weight_decay, gamma=gamma, tau=tau, lr_decay=lr_decay,
+              variance=variance, maximize=maximize)
+    lists = (params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps)
+    if torch.compiler.is_compiling():
+        by_device: dict[torch.device, list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            by_device[p.device].append(i)
+        for device, idx in by_device.items():
+            sums = capturable_amgt(*([x[i] for i in idx] for x in lists), **hp)
+            if diagnostics is not None:
+                diagnostics.accumulator(device).add_(sums)
+        return "compile"
+    if fused:
+        from ._fused import fused_amgt
+
+        def fallback(idx: list[int]) -> None:
+            _multi_tensor_amgt(*([x[i] for i in idx] for x in lists), **hp, diagnostics=diagnostics)
+
+        return fused_amgt(*lists, **hp, diagnostics=diagnostics, fallback=fallback)
+    if foreach:
+        _multi_tensor_amgt(*lists, **hp, diagnostics=diagnostics)
+        return "foreach"
+    _single_tensor_amgt(*lists, **hp, diagnostics=diagnostics, workspace=workspace)
+    return "loop"

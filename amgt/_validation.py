@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-__all__ = ["check_adam_numbers", "check_flag", "check_foreach", "check_number"]
+__all__ = ["check_adam_numbers", "check_flag", "check_foreach", "check_fused", "check_number"]
 
 
 def check_number(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
@@ -41,6 +41,15 @@ def check_foreach(foreach: Any) -> None:
     """Raise ``ValueError`` unless ``foreach`` is None, True or False (torch.optim's three choices)."""
     if foreach is not None and not isinstance(foreach, bool):
         raise ValueError(f"Invalid foreach: {foreach!r} (allowed: None, True or False)")
+
+
+def check_fused(fused: Any, foreach: Any) -> None:
+    """Raise ``ValueError`` unless ``fused`` is None, True or False, and not True together with
+    ``foreach=True`` (torch.optim refuses that pair too)."""
+    if fused is not None and not isinstance(fused, bool):
+        raise ValueError(f"Invalid fused: {fused!r} (allowed: None, True or False)")
+    if fused and foreach:
+        raise ValueError("Invalid fused: True together with foreach=True (allowed: at most one of them True)")
 
 
 def add_checked_param_group(

@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
+from torch.optim.optimizer import Optimizer
 
-from ._functional import state_dtype
+from ._functional import default_foreach, state_dtype
+from ._state import load_state_dict_checked
 from ._validation import add_checked_param_group, check_adam_numbers, check_flag, check_foreach
 
 __all__ = ["AdaBelief", "adabelief_update"]
@@ -126,7 +127,7 @@ class AdaBelief(Optimizer):
                 continue
             foreach = group["foreach"]
             if foreach is None:
-                _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+                foreach = default_foreach(params)
             beta1, beta2 = group["betas"]
             adabelief_update(
                 params, grads, exp_avgs, exp_avg_vars, steps, foreach=foreach, lr=float(group["lr"]),
@@ -136,20 +137,10 @@ class AdaBelief(Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch.optim, but the moments of float16/bfloat16 parameters stay float32."""
-        super().load_state_dict(state_dict)
-        _restore_full_precision(self, state_dict)
-
-
-def _restore_full_precision(opt: Optimizer, state_dict: dict[str, Any]) -> None:
-    saved_state = state_dict["state"]
-    for saved_group, group in zip(state_dict["param_groups"], opt.param_groups):
-        for pid, p in zip(saved_group["params"], group["params"]):
-            if pid not in saved_state or p not in opt.state or p.dtype == state_dtype(p):
-                continue
-            for key, value in saved_state[pid].items():
-                if key != "step" and isinstance(value, Tensor) and value.is_floating_point():
-                    opt.state[p][key] = value.to(device=p.device, dtype=state_dtype(p), copy=True)
+        """As torch.optim (hooks included), with AMGT's checks: every state tensor must have its
+        parameter's shape (``ValueError`` otherwise, nothing loaded), and the moments of float16/bfloat16
+        parameters stay float32 (``amgt/_state.py``)."""
+        load_state_dict_checked(self, state_dict, super().load_state_dict)
 
 
 def _real(xs: list[Tensor]) -> list[Tensor]:

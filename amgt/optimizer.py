@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
+from torch.optim.optimizer import Optimizer
 
-from ._functional import Diagnostics, Workspace, amgt_update, state_dtype
-from ._validation import add_checked_param_group, check_adam_numbers, check_flag, check_foreach, check_number
+from ._functional import Diagnostics, Workspace, amgt_update, default_foreach, state_dtype
+from ._state import load_state_dict_checked
+from ._validation import (add_checked_param_group, check_adam_numbers, check_flag, check_foreach, check_fused,
+                          check_number)
 
 __all__ = ["AMGT"]
 
 _VARIANCES = ("relative", "absolute")
 _GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "gamma", "tau", "lr_decay",
-               "threshold_feedback", "variance", "maximize", "foreach", "compiled")
+               "threshold_feedback", "variance", "maximize", "foreach", "fused")
 
 
 def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, decoupled_weight_decay: Any,
                            gamma: Any, tau: Any, lr_decay: Any, threshold_feedback: Any, variance: Any,
-                           maximize: Any, foreach: Any, compiled: Any) -> None:
+                           maximize: Any, foreach: Any, fused: Any) -> None:
     """Raise ``ValueError`` naming the first argument out of its range (see :class:`AMGT`'s Args)."""
     check_adam_numbers(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     check_number("gamma", gamma, ">= 0 and finite (0 switches variance-adaptive momentum off)",
@@ -33,8 +36,8 @@ def _check_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: Any, 
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     check_flag("threshold_feedback", threshold_feedback)
     check_flag("maximize", maximize)
-    check_flag("compiled", compiled)
     check_foreach(foreach)
+    check_fused(fused, foreach)
 
 
 class AMGT(Optimizer):
@@ -90,13 +93,24 @@ class AMGT(Optimizer):
         variance: ``"relative"`` or ``"absolute"`` (the paper's literal σ²). Default ``"relative"``.
         maximize: maximize the objective instead. Default False.
         foreach: use the multi-tensor path; ``None`` picks it as torch.optim does (on CUDA, not on CPU).
-        compiled: run each tensor's step through one ``torch.compile``-d function (fused kernels, fewer
-            passes over memory; the first step compiles, which takes seconds to a minute). Off by default;
-            overrides ``foreach``. See BENCHMARKS.md for what it buys.
+        fused: one multi-tensor kernel per device and dtype (torch.optim's name): on CPU a C++ kernel
+            compiled on first use (about a second) and cached, on CUDA ``torch.compile`` of the step. Without
+            a compiler it warns once and runs the foreach path. ``None``/False: off (as torch.optim).
+            Cannot be combined with ``foreach=True``. See BENCHMARKS.md for what it buys.
+        compiled: deprecated name of ``fused`` (DeprecationWarning).
 
     State per parameter (lazily, on its first gradient): ``step`` (0-d float32 tensor), ``exp_avg`` m,
     ``exp_avg_sq`` v, and ``threshold_residual`` r only when τ > 0 with feedback (4n against Adam's 3n).
     Moments of float16/bfloat16 parameters are kept in float32.
+
+    Non-finite gradients (τ > 0): an element whose update is inf/NaN is left out of its tensor's
+    threshold (θ is τ times the RMS of the finite elements) and never applied, so the parameter element
+    keeps its last value and the rest of the tensor trains on; its moments stay non-finite (as in Adam,
+    that element is lost) and it is counted in ``diagnostics()["nonfinite_fraction"]``. With τ = 0 the
+    step is Adam's, and a non-finite gradient element makes that parameter element non-finite, as in Adam.
+
+    ``torch.compile(optimizer.step)`` traces one graph for all steps (step-dependent numbers are tensors,
+    as torch.optim's ``capturable``), whatever ``foreach``/``fused`` say.
 
     Raises:
         ValueError: an argument out of its range (the message names it, its value and the range).
@@ -108,7 +122,7 @@ class AMGT(Optimizer):
         >>> model(torch.randn(8, 4)).square().mean().backward()
         >>> opt.step(); opt.zero_grad()
         >>> sorted(opt.diagnostics())
-        ['lambda_mean', 'lr_t', 'steps', 'suppressed_fraction']
+        ['lambda_mean', 'lr_t', 'nonfinite_fraction', 'steps', 'suppressed_fraction']
     """
 
     def __init__(
@@ -127,21 +141,28 @@ class AMGT(Optimizer):
         variance: str = "relative",
         maximize: bool = False,
         foreach: Optional[bool] = None,
-        compiled: bool = False,
+        fused: Optional[bool] = None,
+        compiled: Optional[bool] = None,
     ) -> None:
+        if compiled is not None:
+            warnings.warn("AMGT(compiled=...) is deprecated; use fused=... (torch.optim's name)",
+                          DeprecationWarning, stacklevel=2)
+            check_flag("compiled", compiled)
+            fused = compiled if fused is None else fused
         _check_hyperparameters(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
             gamma=gamma, tau=tau, lr_decay=lr_decay, threshold_feedback=threshold_feedback, variance=variance,
-            maximize=maximize, foreach=foreach, compiled=compiled)
+            maximize=maximize, foreach=foreach, fused=fused)
         defaults = dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, gamma=gamma, tau=tau, lr_decay=lr_decay,
             threshold_feedback=threshold_feedback, variance=variance, maximize=maximize, foreach=foreach,
-            compiled=compiled,
+            fused=bool(fused),
         )
         super().__init__(params, defaults)
         self._diagnostics = Diagnostics()
         self._workspace = Workspace()
+
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group, as torch.optim does, checking its own hyperparameters like the constructor's.
@@ -155,6 +176,8 @@ class AMGT(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
+            if "compiled" in group:  # saved before `fused` replaced it
+                group.setdefault("fused", bool(group.pop("compiled")))
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
         if not hasattr(self, "_diagnostics"):
@@ -178,6 +201,7 @@ class AMGT(Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             if want_residual and "threshold_residual" not in state:
                 state["threshold_residual"] = torch.zeros_like(state["exp_avg"])
+            self._diagnostics.accumulator(p.device)  # exists before a traced step adds to it
             params.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
@@ -201,7 +225,7 @@ class AMGT(Optimizer):
                 loss = closure()
 
         diag = self._diagnostics
-        lr_t = None
+        ran = []
         for group in self.param_groups:
             params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps = [], [], [], [], [], []
             self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps)
@@ -209,54 +233,58 @@ class AMGT(Optimizer):
                 continue
             foreach = group["foreach"]
             if foreach is None:
-                _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+                foreach = default_foreach(params)
             beta1, beta2 = group["betas"]
-            amgt_update(
+            impl = amgt_update(
                 params, grads, exp_avgs, exp_avg_sqs, residuals, state_steps, foreach=foreach,
-                compiled=group.get("compiled", False),
+                fused=bool(group.get("fused")),
                 lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
                 weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
                 gamma=group["gamma"], tau=group["tau"], lr_decay=group["lr_decay"],
                 variance=group["variance"], maximize=group["maximize"], diagnostics=diag,
                 workspace=self._workspace,
             )
-            if lr_t is None:
-                t = state_steps[0].item()
-                lr_t = float(group["lr"]) / (1 + group["lr_decay"] * (t - 1))
-        if lr_t is not None:
-            diag.steps += 1
-            diag.lr_t = lr_t
+            if not ran:  # η_t of the first group's first parameter, computed when asked (no host read here)
+                diag.last = (float(group["lr"]), group["lr_decay"], state_steps[0])
+            if impl not in ran:
+                ran.append(impl)
+        if ran:
+            diag.count_step()
+            diag.implementation = "+".join(ran)
         return loss
+
+    @property
+    def implementation(self) -> Optional[str]:
+        """The code path the last step ran: ``"loop"``, ``"foreach"``, ``"fused"`` or ``"compile"`` (traced
+        by ``torch.compile``), joined by ``+`` when param groups differ; None before the first step.
+        ``fused=True`` that fell back (no compiler) reports ``"foreach"``."""
+        return self._diagnostics.implementation
 
     def diagnostics(self, reset: bool = True) -> dict[str, float]:
         """AMGT's diagnostics, averaged over the steps since the last reset.
 
         Returns a dict with
-        ``suppressed_fraction`` (fraction of thresholded elements set to zero, in [0, 1]; 0 when τ = 0),
-        ``lambda_mean`` (mean of λ_t over elements and steps, in (0, 1]),
+        ``suppressed_fraction`` (fraction of thresholded elements not applied, in [0, 1]; 0 when τ = 0),
+        ``nonfinite_fraction`` (fraction of thresholded elements whose update was inf/NaN and was skipped;
+        included in ``suppressed_fraction``; 0 when τ = 0),
+        ``lambda_mean`` (mean of λ_t over elements and steps, in (0, 1]; an element whose λ_t is NaN, which
+        only a non-finite gradient or moment makes, adds 0),
         ``lr_t`` (η_t of the first parameter group's first parameter at the last step; NaN before any step),
         ``steps`` (number of steps summed over).
-        The sums are kept on the parameters' devices; this call is the only one that synchronizes.
+        The sums are kept on the parameters' devices; this call is the only one that reads them.
         """
         out = self._diagnostics.summary()
         if reset:
-            last = self._diagnostics.lr_t
             self._diagnostics.reset()
-            self._diagnostics.lr_t = last
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict, as torch.optim does; moments of 16-bit parameters stay float32.
+        """Load a state dict as ``torch.optim.Optimizer.load_state_dict`` does (hooks included), checking
+        first that every state tensor has its parameter's shape, and keeping the moments of 16-bit
+        parameters in float32 (``amgt/_state.py``).
 
-        ``torch.optim.Optimizer.load_state_dict`` casts floating state to each parameter's dtype; for
-        float16/bfloat16 parameters we re-read the saved tensors and keep them at full precision.
+        Raises:
+            ValueError: a state tensor's shape differs from its parameter's (names both; nothing is
+                loaded), or torch's own errors.
         """
-        super().load_state_dict(state_dict)
-        saved_state = state_dict["state"]
-        for saved_group, group in zip(state_dict["param_groups"], self.param_groups):
-            for pid, p in zip(saved_group["params"], group["params"]):
-                if pid not in saved_state or p not in self.state:
-                    continue
-                for key, value in saved_state[pid].items():
-                    if key != "step" and isinstance(value, Tensor) and value.is_floating_point():
-                        self.state[p][key] = value.to(device=p.device, dtype=state_dtype(p), copy=True)
+        load_state_dict_checked(self, state_dict, super().load_state_dict)

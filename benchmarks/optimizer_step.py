@@ -1,5 +1,9 @@
 """Time per ``optimizer.step()`` for AMGT and its baselines on parameter sets shaped like real models.
 
+The goals of issue 13 are printed after each size's table, as ratios of minima measured side by side in
+this one run: AMGT(fused=True) against torch.optim.Adam(fused=True), and AMGT's default path (the
+per-tensor loop on CPU, foreach on CUDA) against Adam-foreach.
+
 Parameter sets (float32, shapes only; values random): LeNet-5 (61,706 parameters, the classic LeCun et al.
 1998 layout), ResNet-18 (11,689,512) and ResNet-50 (25,557,032), the shapes taken from torchvision's model
 definitions (built on the meta device, no weights downloaded).
@@ -7,8 +11,9 @@ definitions (built on the meta device, no weights downloaded).
 Method: all optimizers of one size share the same parameter and gradient tensors (each keeps its own
 state); they are interleaved (round-robin, order shuffled each round), each warmed up first, and every
 step is timed on its own (``time.perf_counter``; on CUDA with ``torch.cuda.synchronize()`` around it).
-Reported: the median step time, its ratio to Adam-foreach and Adam-fused, optimizer-state bytes,
-the bytes a step moves, and the machine's copy bandwidth.
+Reported: the median and minimum step time, their ratios to Adam-foreach and Adam-fused, the
+implementation that ran (``impl``), optimizer-state bytes, the bytes a step moves, the machine's copy
+bandwidth, and the load average (``os.getloadavg``) before and after.
 
 "Bytes moved" comes in two figures:
 - ``min_bytes``: the least a fused step must read and write (parameters, gradients and every state
@@ -20,10 +25,11 @@ the bytes a step moves, and the machine's copy bandwidth.
 step gets to the memory-bound floor. The minimum is reported next to the median because on a shared
 machine interference only ever adds time.
 
-Example (a quick run: 76 s here, on 2 shared CPU cores):
+Example (a quick run):
     python benchmarks/optimizer_step.py --sizes lenet5,resnet18 --rounds 3 --steps 3
-Full run (as recorded in BENCHMARKS.md):
-    python benchmarks/optimizer_step.py --sizes lenet5,resnet18,resnet50 --rounds 7 --steps 2 --threads 1 --compiled
+The goal run (as recorded in BENCHMARKS.md):
+    python benchmarks/optimizer_step.py --sizes resnet18,resnet50 --rounds 15 --steps 2 --threads 1 \
+        --optimizers adam-fused,adam-foreach,amgt-fused,amgt-loop,amgt-foreach
 Before/after against an older commit's amgt/:
     git archive efea2d0 amgt | tar -x -C /tmp/orig
     python benchmarks/optimizer_step.py --sizes resnet18 --optimizers adam-foreach,amgt-loop,amgt-foreach \
@@ -94,7 +100,7 @@ def load_baseline_amgt(path: str):
 BASELINE = None  # set by --baseline-amgt
 
 
-def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
+def _optimizers(device: str) -> dict[str, Callable]:
     """name -> factory(params) for every configuration timed."""
     specs: dict[str, Callable] = {
         "adam-foreach": lambda p: torch.optim.Adam(p, lr=1e-6, foreach=True),
@@ -103,6 +109,7 @@ def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
         "adamw-foreach": lambda p: torch.optim.AdamW(p, lr=1e-6, foreach=True),
         "adabelief-foreach": lambda p: amgt.AdaBelief(p, lr=1e-6, foreach=True),
         "sgd-foreach": lambda p: torch.optim.SGD(p, lr=1e-6, momentum=0.9, foreach=True),
+        "amgt-fused": lambda p: AMGT(p, lr=1e-6, fused=True),
         "amgt-foreach": lambda p: AMGT(p, lr=1e-6, foreach=True),
         "amgt-loop": lambda p: AMGT(p, lr=1e-6, foreach=False),
         "amgt-no-threshold-foreach": lambda p: AMGT(p, lr=1e-6, tau=0.0, foreach=True),
@@ -110,8 +117,6 @@ def _optimizers(device: str, include_compiled: bool) -> dict[str, Callable]:
         "amgt-no-variance-foreach": lambda p: AMGT(p, lr=1e-6, gamma=0.0, foreach=True),
         "amgt-all-off-foreach": lambda p: AMGT(p, lr=1e-6, gamma=0.0, tau=0.0, lr_decay=0.0, foreach=True),
     }
-    if include_compiled:
-        specs["amgt-compiled"] = lambda p: AMGT(p, lr=1e-6, compiled=True)
     if BASELINE is not None:
         specs["baseline-amgt-loop"] = lambda p: BASELINE.AMGT(p, lr=1e-6, foreach=False)
         specs["baseline-amgt-foreach"] = lambda p: BASELINE.AMGT(p, lr=1e-6, foreach=True)
@@ -188,8 +193,9 @@ def make_params(size: str, device: str, seed: int = 0) -> list[torch.nn.Paramete
 
 
 def first_steps(size: str, device: str, steps: int = 3) -> list[float]:
-    """Seconds of each of the first ``steps`` steps of a new ``AMGT(compiled=True)`` (the first compiles)."""
-    opt = AMGT(make_params(size, device), lr=1e-6, compiled=True)
+    """Seconds of each of the first ``steps`` steps of a new ``AMGT(fused=True)`` (on CPU the first builds
+    or loads the kernel, on CUDA the first compiles)."""
+    opt = AMGT(make_params(size, device), lr=1e-6, fused=True)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -200,13 +206,13 @@ def first_steps(size: str, device: str, steps: int = 3) -> list[float]:
 
 
 def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, names: list[str],
-               include_compiled: bool, bandwidth: float, seed: int = 0) -> list[dict]:
+               bandwidth: float, seed: int = 0) -> list[dict]:
     params = make_params(size, device, seed)
     numel = sum(p.numel() for p in params)
     grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in params)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
 
-    factories = _optimizers(device, include_compiled)
+    factories = _optimizers(device)
     opts = {n: factories[n](params) for n in names if n in factories}
     for name, opt in opts.items():
         for _ in range(warmup):
@@ -233,13 +239,14 @@ def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, nam
         # fused floor: read params, grads, all state; write params and all state
         min_bytes = 2 * param_bytes + grad_bytes + 2 * sbytes
         issued = None
-        if name != "amgt-compiled" and not name.startswith("adam-fused"):
+        if "fused" not in name:  # a fused kernel issues no aten operators to count
             counter = _BytesCounter()
             with counter:
                 opt.step()
             issued = counter.bytes
         med = statistics.median(times[name])
         rows.append(dict(size=size, numel=numel, tensors=len(params), optimizer=name, median_s=med,
+                         impl=amgt.optimizer_implementation(opt),
                          min_s=min(times[name]),
                          q1_s=statistics.quantiles(times[name], n=4)[0] if len(times[name]) > 1 else med,
                          q3_s=statistics.quantiles(times[name], n=4)[2] if len(times[name]) > 1 else med,
@@ -250,6 +257,7 @@ def bench_size(size: str, device: str, rounds: int, steps: int, warmup: int, nam
         r["x_adam_foreach"] = r["median_s"] / by["adam-foreach"]["median_s"] if "adam-foreach" in by else None
         r["x_adam_fused"] = r["median_s"] / by["adam-fused"]["median_s"] if "adam-fused" in by else None
         r["x_adam_foreach_min"] = r["min_s"] / by["adam-foreach"]["min_s"] if "adam-foreach" in by else None
+        r["x_adam_fused_min"] = r["min_s"] / by["adam-fused"]["min_s"] if "adam-fused" in by else None
     del opts, params
     gc.collect()
     return rows
@@ -265,9 +273,17 @@ def machine() -> dict:
     except OSError:
         pass
     return dict(nproc=os.cpu_count(), cpu=cpu, torch=torch.__version__, python=platform.python_version(),
+                load_before=_load(),
                 threads=torch.get_num_threads(),
                 cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def _fmt_bytes(b) -> str:
@@ -283,27 +299,49 @@ def markdown(rows: list[dict], info: dict) -> str:
         sub = [r for r in rows if r["size"] == size]
         out.append(f"**{size}** ({sub[0]['numel']:,} parameters in {sub[0]['tensors']} tensors)")
         out.append("")
-        out.append("| optimizer | median ms (IQR) | min ms | × Adam-foreach (median) | × Adam-fused (median) | "
-                   "× Adam-foreach (min) | state MiB | min MiB moved | issued MiB | % of best copy bw (at min) |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| optimizer | impl | median ms (IQR) | min ms | × Adam-foreach (median) | × Adam-fused (median) | "
+                   "× Adam-foreach (min) | × Adam-fused (min) | state MiB | min MiB moved | issued MiB | "
+                   "% of best copy bw (at min) |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(sub, key=lambda r: r["median_s"]):
             xa = "n/a" if r["x_adam_foreach"] is None else f"{r['x_adam_foreach']:.2f}"
             xf = "n/a" if r["x_adam_fused"] is None else f"{r['x_adam_fused']:.2f}"
             xm = "n/a" if r["x_adam_foreach_min"] is None else f"{r['x_adam_foreach_min']:.2f}"
-            out.append(f"| {r['optimizer']} | {r['median_s'] * 1e3:.2f} ({r['q1_s'] * 1e3:.2f}–"
-                       f"{r['q3_s'] * 1e3:.2f}) | {r['min_s'] * 1e3:.2f} | {xa} | {xf} | {xm} | "
+            xfm = "n/a" if r["x_adam_fused_min"] is None else f"{r['x_adam_fused_min']:.2f}"
+            out.append(f"| {r['optimizer']} | {r['impl']} | {r['median_s'] * 1e3:.2f} ({r['q1_s'] * 1e3:.2f}–"
+                       f"{r['q3_s'] * 1e3:.2f}) | {r['min_s'] * 1e3:.2f} | {xa} | {xf} | {xm} | {xfm} | "
                        f"{_fmt_bytes(r['state_bytes'])} | "
                        f"{_fmt_bytes(r['min_bytes'])} | {_fmt_bytes(r['issued_bytes'])} | "
                        f"{100 * r['bw_frac']:.0f} |")
         out.append("")
+        out += goal_lines(sub, info["device"])
+    out.append(f"Load average (1, 5, 15 min): {info['load_before']} before, {info['load_after']} after.")
     return "\n".join(out)
+
+
+GOALS = (("amgt-fused", "adam-fused", 1.3), ("amgt-default", "adam-foreach", 1.25))
+
+
+def goal_lines(rows: list[dict], device: str) -> list[str]:
+    """Issue 13's goals for one size: ratio of minima (and of medians), with the target."""
+    by = {r["optimizer"]: r for r in rows}
+    default = "amgt-foreach" if device.startswith("cuda") else "amgt-loop"  # foreach=None's choice
+    out = []
+    for name, ref, target in GOALS:
+        name = default if name == "amgt-default" else name
+        if name in by and ref in by:
+            a, b = by[name], by[ref]
+            ratio = a["min_s"] / b["min_s"]
+            out.append(f"- goal {name} ≤ {target}× {ref}: **{ratio:.2f}×** on minima ({a['median_s'] / b['median_s']:.2f}× "
+                       f"on medians) — {'met' if ratio <= target else 'not met'}")
+    return out + [""] if out else []
 
 
 def profile_steps(size: str, device: str, name: str, warmup: int, steps: int = 5) -> str:
     """torch.profiler's per-operator table (self CPU time, sorted) for ``steps`` steps of one optimizer."""
     from torch.profiler import profile
 
-    opt = _optimizers(device, True)[name](make_params(size, device))
+    opt = _optimizers(device)[name](make_params(size, device))
     for _ in range(warmup):
         opt.step()
     _sync(device)
@@ -322,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per optimizer per round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer before timing")
     ap.add_argument("--optimizers", default="all", help="comma list of names, or 'all'")
-    ap.add_argument("--compiled", action="store_true", help="also time AMGT(compiled=True) (torch.compile)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--json", default=None, help="write the rows and machine info here")
     ap.add_argument("--baseline-amgt", default=None, metavar="DIR",
@@ -332,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                          "and size (5 steps after warm-up): where a step's time goes")
     ap.add_argument("--compile-startup", type=int, default=0, metavar="N",
                     help="instead of timing steps, run N fresh processes one after the other, each timing the first "
-                         "3 steps of AMGT(compiled=True) per size (the first compiles; later processes may hit "
-                         "Inductor's on-disk cache)")
+                         "3 steps of AMGT(fused=True) per size; the first process builds the CPU kernel into an "
+                         "empty cache directory, the later ones load it")
     ap.add_argument("--first-steps", action="store_true", help=argparse.SUPPRESS)  # one such process
     args = ap.parse_args(argv)
     global BASELINE
@@ -343,13 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    all_names = list(_optimizers(device, args.compiled))
+    all_names = list(_optimizers(device))
     names = all_names if args.optimizers == "all" else args.optimizers.split(",")
     unknown = [n for n in names if n not in all_names]
     if unknown:
         ap.error(f"unknown optimizers {unknown}; valid: {', '.join(all_names)}")
-    if args.compiled and "amgt-compiled" not in names:
-        names.append("amgt-compiled")
     if BASELINE is not None:
         names += [n for n in ("baseline-amgt-loop", "baseline-amgt-foreach") if n not in names]
     if "adam-fused" in names and device == "cpu" and not hasattr(torch, "_fused_adam_"):
@@ -363,12 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile_startup:
         import subprocess
 
+        import tempfile
+
         cmd = [sys.executable, str(Path(__file__).resolve()), "--first-steps", "--sizes", args.sizes,
                "--device", device] + (["--threads", str(args.threads)] if args.threads else [])
-        for i in range(args.compile_startup):
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-            print(f"process {i + 1} ({time.perf_counter() - t0:.1f} s wall): {out}", flush=True)
+        with tempfile.TemporaryDirectory() as cache:  # an empty kernel cache: the first process builds
+            env = dict(os.environ, AMGT_EXTENSIONS_DIR=cache)
+            for i in range(args.compile_startup):
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip()
+                print(f"process {i + 1} ({time.perf_counter() - t0:.1f} s wall): {out}", flush=True)
         return 0
     if args.profile:
         for size in args.sizes.split(","):
@@ -384,9 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in args.sizes.split(","):
         t0 = time.perf_counter()
-        rows += bench_size(size, device, args.rounds, args.steps, args.warmup, names, args.compiled,
-                           info["bandwidth"])
+        rows += bench_size(size, device, args.rounds, args.steps, args.warmup, names, info["bandwidth"])
         print(f"# {size}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    info["load_after"] = _load()
     print(markdown(rows, info))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))

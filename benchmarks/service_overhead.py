@@ -3,7 +3,8 @@
 
 The trial set is a comparison study whose search space is one fixed learning rate per optimizer
 (a one-choice categorical dimension), so Optuna still proposes every search trial and the study still
-runs both phases (``search``: ``--trials-per-optimizer`` trials per optimizer at seed ``seed_start``;
+runs both phases (``search``: ``--trials-per-optimizer`` trials per optimizer at the search seed
+``seed_start + study.plan.SEARCH_SEED_OFFSET``;
 ``final``: ``--seeds`` seeds per optimizer), while every trial's configuration is known in advance. The
 direct run executes exactly those configurations (same benchmark, optimizer, lr, seed, epochs, batch
 size, ``max_steps``, evaluation) with ``workers.run_trial``.
@@ -49,13 +50,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("AMGT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from benchmarks.overhead_stores import PG_ADMIN, _create_pg_databases, _drop_pg_databases, _stores  # noqa: E402
+from study.plan import SEARCH_SEED_OFFSET  # noqa: E402  (search trials train with seed_start + this)
+
 BENCHMARK = "mnist-lenet5"
 
 
@@ -96,7 +98,8 @@ def trial_configs(args) -> list[dict]:
     out = []
     for i in range(args.trials_per_optimizer):
         for opt in args.optimizers:
-            out.append({**base, "optimizer": opt, "hparams": {"lr": args.lr}, "seed": 0, "_phase": "search"})
+            out.append({**base, "optimizer": opt, "hparams": {"lr": args.lr}, "seed": SEARCH_SEED_OFFSET,
+                        "_phase": "search"})
     for seed in range(args.seeds):
         for opt in args.optimizers:
             out.append({**base, "optimizer": opt, "hparams": {"lr": args.lr}, "seed": seed, "_phase": "final"})
@@ -228,12 +231,12 @@ def child_probe(arg: str, out_path: str) -> None:
     timed("import_torch_workers_s", lambda: __import__("workers"))
     timed("import_mlflow_tracking_s", lambda: (__import__("mlflow"), __import__("tracking")))
     import tracking
-    from tracking.runs import search_all_runs
+    from tracking.search import run_filter, search_runs
 
     client = timed("mlflow_client_existing_store_s", lambda: tracking.get_client(mlflow_uri))
     exp = client.get_experiment_by_name("startup-probe")
-    timed("two_run_searches_s", lambda: [search_all_runs(client, [exp.experiment_id],
-                                                         "tags.trial_key = 'x' and attributes.status = 'FINISHED'")
+    timed("two_run_searches_s", lambda: [search_runs(client, [exp.experiment_id],
+                                                     run_filter(trial_key="x", status="FINISHED"))
                                          for _ in range(2)])
     from workers.data import load_mnist_tensors
 
@@ -291,35 +294,6 @@ def run_direct(args, concurrency: int, workdir: Path) -> dict:
     }
 
 
-def _create_pg_databases(n: int) -> list[str]:
-    import psycopg
-
-    names = [f"amgt_overhead_{uuid.uuid4().hex[:10]}" for _ in range(n)]
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-        for name in names:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return names
-
-
-def _drop_pg_databases(names: list[str]) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _pg_url(name: str) -> str:
-    rest = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
-    return f"postgresql+psycopg://{rest}/{name}"
-
-
-def _stores(store: str, workdir: Path, dbs: list[str]) -> tuple[str, str]:
-    if store == "sqlite":
-        return f"sqlite:///{workdir / 'mlflow.db'}", f"sqlite:///{workdir / 'optuna.db'}"
-    return _pg_url(dbs[0]), _pg_url(dbs[1])
-
-
 def _amgt_study_cmd() -> list[str]:
     exe = shutil.which("amgt-study")
     return [exe] if exe else [sys.executable, "-c", "from study.cli import main; main()"]
@@ -337,7 +311,7 @@ def run_service(args, store: str, concurrency: int, workdir: Path) -> dict:
         study_file.write_text(yaml.safe_dump(study_dict(args, name, concurrency, tracking_uri, optuna_storage)))
         lines: list[tuple[float, str]] = []
         t0 = time.time()
-        proc = subprocess.Popen(_amgt_study_cmd() + ["run", str(study_file)], cwd=workdir, env=_env(args),
+        proc = subprocess.Popen(_amgt_study_cmd() + ["run", str(study_file), "--verbose"], cwd=workdir, env=_env(args),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         err: list[str] = []
         reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)

@@ -22,16 +22,17 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from amgt.registry import BUILT_IN
+
+from .errors import clip_repr, one_line
 from .spaces import Dimension, default_space, grid_values
 
 __all__ = [
@@ -42,18 +43,35 @@ __all__ = [
     "EarlyStopping",
     "SensitivityConfig",
     "Resources",
-    "load_study",
-    "parse_study",
-    "VALIDATION_METRICS",
     "KINDS",
+    "LIMITS",
 ]
 
 KINDS = ("comparison", "sensitivity", "ablation", "quadratic")
-#: metrics a search may select on (validation only: test metrics are never used for model selection)
-VALIDATION_METRICS = {"val_accuracy": "max", "best_val_accuracy": "max", "val_loss": "min"}
-#: the metric quadratic studies select on (their trials have no validation split)
-QUADRATIC_METRICS = {"train_loss": "min", "distance_to_optimum": "min"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Upper bounds of the counts in a study file, with the reason (a typo's cost, not a physical limit).
+LIMITS: dict[str, tuple[int, str]] = {
+    "epochs": (10_000, "10,000 epochs of the smallest benchmark take days"),
+    "batch_size": (1 << 20, "no benchmark has more than 2^20 training examples"),
+    "max_steps": (10**9, "10^9 steps take years"),
+    "seeds": (10_000, "more seeds than this would overlap the search trials' seed"),
+    "trials_per_optimizer": (100_000, "an Optuna study this long no longer fits its storage's query times"),
+    "points": (1_000, "1,000 learning rates per grid is far past any sensitivity curve's resolution"),
+    "grid_points": (1_000, "1,000 points per dimension is far past any grid search's resolution"),
+    "max_failures": (100, "a trial failing 100 times is not transient"),
+    "n_startup_trials": (100_000, "more start-up trials than the largest budget"),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 100  # study and optimizer names: MLflow experiment names, tags and run names are built from them
+
+
+def _checked_name(what: str, v: str, hint: str) -> str:
+    """``v`` if it is a valid ``what`` name (letters, digits, '.', '_', '-'; starts with a letter or digit; at
+    most :data:`MAX_NAME_LENGTH` characters), else ValueError naming the rule broken."""
+    if len(v) > MAX_NAME_LENGTH:
+        raise ValueError(f"invalid {what} name {v[:40]!r}... ({len(v)} characters): at most {MAX_NAME_LENGTH}")
+    if not _NAME_RE.fullmatch(v):  # not .match: '$' would accept a trailing newline
+        raise ValueError(f"invalid {what} name {v!r}: use letters, digits, '.', '_' or '-' {hint}")
+    return v
 
 
 class StudyConfigError(ValueError):
@@ -64,18 +82,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _bounded(value: int | None, info) -> int | None:
+    """The :data:`LIMITS` check of a count field (a field_validator body)."""
+    limit, why = LIMITS[info.field_name]
+    if value is not None and value > limit:
+        raise ValueError(f"{value} is more than the {limit:,} allowed ({why})")
+    return value
+
+
 class OptimizerEntry(_Strict):
     """One optimizer of a study.
 
     Attributes:
-        name: a registry name (``amgt.available_optimizers()``).
+        name: a registry name (``amgt.available_optimizers()``: built in or an installed package's entry
+            point); with ``class``, a name of your choosing (not a registry name), used in tags and reports.
+        class_ (``class`` in the file): an import path ``"module:Attribute"`` of a ``torch.optim.Optimizer``
+            subclass or a factory ``f(params, **hparams)`` (e.g. ``"torch.optim:NAdam"``); checked here:
+            importable, the hyperparameter names in its signature (unless it takes ``**kwargs``: then kept
+            in its ``defaults``), and it builds over a small parameter and takes one step.
         hparams: fixed hyperparameters, passed to ``amgt.build_optimizer`` in every trial (and removed
             from the search space).
         search_space: ``{hyperparameter: Dimension}``; replaces the default space (study/spaces.py) when
             given; ``{}`` searches nothing (only ``hparams`` are used).
     """
 
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
     name: str
+    class_: str | None = Field(None, alias="class")
     hparams: dict[str, Any] = Field(default_factory=dict)
     search_space: dict[str, Dimension] | None = None
 
@@ -86,25 +121,53 @@ class OptimizerEntry(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
-        from amgt import available_optimizers
+    def _name_form(cls, v: str) -> str:
+        return _checked_name("optimizer", v, "(an import path goes in `class`, with a name of your choosing)")
 
-        if v not in available_optimizers():
-            raise ValueError(f"unknown optimizer {v!r}; valid names: {', '.join(available_optimizers())}")
+    @field_validator("class_")
+    @classmethod
+    def _importable(cls, v: str | None) -> str | None:
+        from amgt import get_optimizer_spec
+        from amgt.plugins import is_import_path
+
+        if v is None:
+            return v
+        if not is_import_path(v):
+            raise ValueError(f"{clip_repr(v)} is not an import path; write it as 'module:Attribute', "
+                             "e.g. 'torch.optim:NAdam' (a registry name goes in `name`, without `class`)")
+        get_optimizer_spec(v)  # ValueError: one line naming the module, the attribute or the type
         return v
+
+    @property
+    def ref(self) -> str:
+        """What ``amgt.build_optimizer`` (and a trial's config ``optimizer``) takes: the import path or the name."""
+        return self.class_ or self.name
+
+    @property
+    def spec(self):
+        """The ``amgt.OptimizerSpec`` this entry builds."""
+        from amgt import get_optimizer_spec
+
+        return get_optimizer_spec(self.ref)
 
     @model_validator(mode="after")
     def _check_hparams(self) -> "OptimizerEntry":
-        from amgt import get_optimizer_spec
+        from amgt import available_optimizers
 
-        spec = get_optimizer_spec(self.name)
+        if self.class_ is None and self.name not in available_optimizers():
+            raise ValueError(f"unknown optimizer {self.name!r}; valid names: {', '.join(available_optimizers())} "
+                             "(or give `class: module:Attribute`, an import path, with a name of your choosing)")
+        if self.class_ is not None and self.name in available_optimizers():
+            raise ValueError(f"name: {self.name!r} is a registered optimizer; give the optimizer of class "
+                             f"{self.class_!r} another name (tags and reports tell optimizers apart by it)")
+        spec = self.spec
         allowed = set(spec.hyperparameters)
         for where, keys in (("hparams", self.hparams), ("search_space", self.search_space or {})):
             for key in keys:
-                if key not in allowed:
+                if key not in allowed and (key in spec.fixed or not spec.takes_any_keyword):
                     pinned = f" ({self.name} pins {key}={spec.fixed[key]!r})" if key in spec.fixed else ""
                     raise ValueError(
-                        f"{where}.{key}: not a hyperparameter of {self.name!r}{pinned}; "
+                        f"{where}.{key}: not a hyperparameter of {self.ref!r}{pinned}; "
                         f"allowed: {', '.join(sorted(allowed))}"
                     )
         lr = self.hparams.get("lr")
@@ -121,9 +184,9 @@ class OptimizerEntry(_Strict):
             ):
                 raise ValueError(f"search_space.lr: every lr choice must be > 0, got {list(dim.choices)}")
         for key, value in self.hparams.items():
-            _check_buildable(self.name, {key: value}, f"hparams.{key}", value)
+            _check_buildable(self.ref, {key: value}, f"hparams.{key}", value)
         if len(self.hparams) > 1:
-            _check_buildable(self.name, self.hparams, "hparams", self.hparams)
+            _check_buildable(self.ref, self.hparams, "hparams", self.hparams)
         for key, dim in (self.search_space or {}).items():
             if key in self.hparams:
                 continue
@@ -131,17 +194,23 @@ class OptimizerEntry(_Strict):
             for value in values:
                 if dim.type == "int":
                     value = int(value)
-                _check_buildable(self.name, {**self.hparams, key: value}, f"search_space.{key}", value)
+                _check_buildable(self.ref, {**self.hparams, key: value}, f"search_space.{key}", value)
+        if spec.source != BUILT_IN:
+            try:
+                spec.check_step(**self.hparams)
+            except ValueError as exc:
+                field = "class" if self.class_ is not None else "name"
+                raise ValueError(f"{field}: {' '.join(str(exc).split())}") from None
         return self
 
     def resolved_space(self) -> dict[str, Dimension]:
         """The space actually searched: ``search_space`` or the default, less the fixed ``hparams``."""
-        space = self.search_space if self.search_space is not None else default_space(self.name)
+        space = self.search_space if self.search_space is not None else default_space(self.ref)
         return {k: v for k, v in space.items() if k not in self.hparams}
 
 
-def _check_buildable(name: str, hparams: dict[str, Any], where: str, value: Any) -> None:
-    """Raise ``ValueError`` naming ``where`` unless ``amgt.build_optimizer(name, ..., **hparams)`` accepts
+def _check_buildable(ref: str, hparams: dict[str, Any], where: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``amgt.build_optimizer(ref, ..., **hparams)`` accepts
     ``hparams`` (the optimizer's own range checks, run on a one-element dummy tensor), so a value out of
     range (``betas: [1.5, 0.9]``, ``tau: -1``, a string) is refused before any trial starts."""
     import torch
@@ -149,9 +218,9 @@ def _check_buildable(name: str, hparams: dict[str, Any], where: str, value: Any)
     from amgt import build_optimizer
 
     try:
-        build_optimizer(name, [torch.zeros(1, requires_grad=True)], **hparams)
+        build_optimizer(ref, [torch.zeros(1, requires_grad=True)], **hparams)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{where}: {value!r} is not accepted by {name!r}: {' '.join(str(exc).split())}") from None
+        raise ValueError(f"{where}: {clip_repr(value)} is not accepted by {ref!r}: {one_line(exc, 400)}") from None
 
 
 class EarlyStopping(_Strict):
@@ -169,9 +238,15 @@ class EarlyStopping(_Strict):
 class SearchConfig(_Strict):
     """The tuning phase of a comparison study (Optuna sampler driven by Ray Tune).
 
-    ``metric`` is a validation metric (``val_accuracy``, ``best_val_accuracy``, ``val_loss``); ``mode``
-    defaults from it and must agree with it.  ``grid_points`` is the number of points per dimension for
-    ``sampler: grid`` (Optuna's GridSampler; trials visit the grid in random order until the budget ends).
+    ``metric`` is one the benchmark reports and may select on (``workers`` registry:
+    ``Benchmark.selection_metrics``: validation metrics for classification, never test metrics; the loss,
+    distance or gradient norm for the function benchmarks); ``mode`` defaults from it and must agree with
+    it.  ``grid_points`` is the number of points per dimension for ``sampler: grid`` (Optuna's
+    GridSampler; trials visit the grid in random order until the budget ends).  ``n_startup_trials``
+    (TPE only): the random start-up trials before TPE models the results (Optuna's default 10); the
+    report states how many of the budget were random.  ``seed`` seeds the sampler (not the training).
+    ``epochs``: epochs of a search trial (default: the study's ``epochs``); shorter searches are allowed, the
+    final phase always trains the study's ``epochs`` (the report states both).
     """
 
     sampler: Literal["tpe", "random", "grid", "qmc"] = "tpe"
@@ -179,22 +254,18 @@ class SearchConfig(_Strict):
     metric: str = "val_accuracy"
     mode: Literal["min", "max"] | None = None
     early_stopping: EarlyStopping | None = None
-    seed: int = Field(0, ge=0, strict=True)
+    seed: int = Field(0, ge=0, le=2**31, strict=True)
     grid_points: int = Field(3, ge=1, strict=True)
+    n_startup_trials: int | None = Field(None, ge=0, strict=True)
+    epochs: int | None = Field(None, ge=1, strict=True)
+
+    _limits = field_validator("trials_per_optimizer", "grid_points", "n_startup_trials", "epochs")(_bounded)
 
     @model_validator(mode="after")
-    def _metric_mode(self) -> "SearchConfig":
-        allowed = {**VALIDATION_METRICS, **QUADRATIC_METRICS}
-        if self.metric not in allowed:
-            raise ValueError(
-                f"metric {self.metric!r} is not allowed; validation metrics only: "
-                f"{', '.join(VALIDATION_METRICS)} (quadratic studies: {', '.join(QUADRATIC_METRICS)})"
-            )
-        natural = allowed[self.metric]
-        if self.mode is None:
-            self.mode = natural
-        elif self.mode != natural:
-            raise ValueError(f"mode {self.mode!r} does not fit metric {self.metric!r} (use {natural!r})")
+    def _startup(self) -> "SearchConfig":
+        if self.n_startup_trials is not None and self.sampler != "tpe":
+            raise ValueError(f"n_startup_trials: only the TPE sampler has random start-up trials (sampler is "
+                             f"{self.sampler!r}; every trial of it is space-filling)")
         return self
 
 
@@ -204,6 +275,8 @@ class SensitivityConfig(_Strict):
     lr_low: float = Field(gt=0, allow_inf_nan=False)
     lr_high: float = Field(gt=0, allow_inf_nan=False)
     points: int = Field(ge=2, strict=True)
+
+    _limits = field_validator("points")(_bounded)
 
     @model_validator(mode="after")
     def _range(self) -> "SensitivityConfig":
@@ -237,9 +310,10 @@ class StudyConfig(_Strict):
     evaluate_test: bool = True
     data_dir: str | None = None
     device: str = "auto"
-    optimizers: list[OptimizerEntry] = Field(min_length=1)
+    optimizers: list[OptimizerEntry] = Field(min_length=1, max_length=100)
     seeds: int = Field(1, ge=1, strict=True)
-    seed_start: int = Field(0, ge=0, le=2**62 - 10**6, strict=True)  # workers.train.MAX_SEED, less room for the seeds
+    # workers.train.MAX_SEED (2**62), less room for the seeds and the search seed (study.plan.SEARCH_SEED_OFFSET)
+    seed_start: int = Field(0, ge=0, le=2**62 - 2 * 10**6, strict=True)
     search: SearchConfig | None = None
     sensitivity: SensitivityConfig | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -249,14 +323,12 @@ class StudyConfig(_Strict):
     optuna_storage: str | None = None
     ray_address: str | None = None
 
+    _limits = field_validator("epochs", "batch_size", "max_steps", "seeds", "max_failures")(_bounded)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.fullmatch(v):  # not .match: '$' would accept a trailing newline
-            raise ValueError(
-                f"invalid study name {v!r}: use letters, digits, '.', '_' or '-' (start with a letter or digit)"
-            )
-        return v
+        return _checked_name("study", v, "(start with a letter or digit)")
 
     @field_validator("benchmark")
     @classmethod
@@ -268,10 +340,16 @@ class StudyConfig(_Strict):
             from workers import available_benchmarks
         except ImportError as exc:  # the workers package is part of this distribution
             raise ValueError(f"cannot check the benchmark: workers.available_benchmarks missing ({exc})") from None
+        from amgt.plugins import is_import_path
+        from workers import get_benchmark
+
         valid = available_benchmarks()
         for name in names:
-            if name not in valid:
-                raise ValueError(f"unknown benchmark {name!r}; valid names: {', '.join(valid)}")
+            if is_import_path(name):
+                get_benchmark(name)  # ValueError: one line naming the module, the attribute or the type
+            elif name not in valid:
+                raise ValueError(f"unknown benchmark {name!r}; valid names: {', '.join(valid)} (or an import path "
+                                 "'module:Attribute' of a workers.Benchmark)")
         return v
 
     @field_validator("device")
@@ -308,11 +386,7 @@ class StudyConfig(_Strict):
         if self.kind not in ("sensitivity", "quadratic") and self.sensitivity is not None:
             raise ValueError(f"sensitivity: not used by kind {self.kind!r}")
         if self.kind == "comparison":
-            is_quad = self._benchmark_kind() == "quadratic"
-            allowed = QUADRATIC_METRICS if is_quad else VALIDATION_METRICS
-            if self.search.metric not in allowed:
-                raise ValueError(f"search.metric {self.search.metric!r} does not apply to this benchmark; "
-                                 f"allowed: {', '.join(allowed)}")
+            self._check_metric()
         if self.device.startswith("cuda"):
             # Ray Tune hides every GPU from a trial that asked for none (CUDA_VISIBLE_DEVICES=""), and shows
             # a trial ceil(gpus) devices numbered from 0: any other device fails every trial.
@@ -334,7 +408,7 @@ class StudyConfig(_Strict):
                     if key not in known:
                         raise ValueError(f"target.{key}: not a target of benchmark {b!r}; allowed: {', '.join(known)}")
         if self.search is not None and self.search.early_stopping is not None:
-            epochs = self.epochs if self.epochs is not None else self._default_epochs()
+            epochs = self.search.epochs or (self.epochs if self.epochs is not None else self._default_epochs())
             grace = self.search.early_stopping.grace_period
             if epochs is not None and grace > epochs:
                 raise ValueError(f"search.early_stopping.grace_period: {grace} is more than the {epochs} epoch(s) "
@@ -342,6 +416,21 @@ class StudyConfig(_Strict):
         if self.kind == "quadratic" and self._benchmark_kind() != "quadratic":
             raise ValueError(f"benchmark: kind 'quadratic' needs quadratic benchmarks, got {self.benchmark!r}")
         return self
+
+    def _check_metric(self) -> None:
+        """``search.metric``: one the benchmark reports (its ``selection_metrics``); ``mode`` agrees with it."""
+        from workers import get_benchmark
+
+        s = self.search
+        allowed = get_benchmark(self.benchmarks[0]).selection_metrics
+        if s.metric not in allowed:
+            raise ValueError(f"search.metric: {s.metric!r} is not reported by benchmark {self.benchmarks[0]!r}; "
+                             f"allowed: {', '.join(allowed)} (validation metrics only: a test metric never selects)")
+        natural = allowed[s.metric]
+        if s.mode is None:
+            s.mode = natural
+        elif s.mode != natural:
+            raise ValueError(f"search.mode: {s.mode!r} does not fit metric {s.metric!r} (use {natural!r})")
 
     def _default_epochs(self) -> int | None:
         try:
@@ -395,11 +484,19 @@ class StudyConfig(_Strict):
             "optimizers": {},
         }
         if self.search is not None:
+            from .plan import search_seed
+            from .search import startup_trials
+
             out["sampler"] = self.search.sampler
             out["metric"] = self.search.metric
             out["mode"] = self.search.mode
             out["trials_per_optimizer"] = {o.name: self.search.trials_per_optimizer for o in self.optimizers}
             out["equal_budget"] = True
+            out["n_startup_trials"] = startup_trials(self)
+            out["search_seed"] = search_seed(self)
+            out["search_epochs"] = self.search.epochs or self.epochs
+            out["final_seeds"] = self.seed_values
+            out["selection"] = "best value of the metric; ties: the lowest Optuna trial number"
         if self.sensitivity is not None:
             out["lr_grid"] = self.sensitivity.values()
         for entry in self.optimizers:
@@ -407,9 +504,16 @@ class StudyConfig(_Strict):
             out["optimizers"][entry.name] = {
                 "fixed": entry.hparams,
                 "search_space": {k: v.describe() for k, v in space.items()},
+                "space": {k: v.model_dump(mode="json") for k, v in space.items()},
                 "dimensions": len(space),
                 "default_space": entry.search_space is None,
+                "space_from": "default (study/spaces.py)" if entry.search_space is None else "study file",
+                "optimizer": entry.ref,
+                "source": entry.spec.source,
             }
+        if self.kind == "comparison":
+            out["search_spaces_given"] = [e.name for e in self.optimizers if e.search_space is not None]
+            out["search_spaces_defaulted"] = [e.name for e in self.optimizers if e.search_space is None]
         out["inclusion_preserving"] = _inclusion_report(self)
         return out
 
@@ -433,117 +537,3 @@ def _inclusion_report(cfg: StudyConfig) -> dict[str, Any]:
         elif key in a_space:
             checks[key] = a_space[key].contains(0.0)
     return {"applies": True, "amgt_contains_adam": all(checks.values()) if checks else None, "checks": checks}
-
-
-def _field_path(loc: tuple[Any, ...], data: Any) -> str:
-    parts: list[str] = []
-    node = data
-    for item in loc:
-        # pydantic puts union/validator tags in loc (e.g. 'function-before[...]'); skip those
-        if isinstance(item, str) and ("[" in item or item in ("str", "list[str]")):
-            continue
-        if isinstance(item, int) and isinstance(node, list) and 0 <= item < len(node):
-            entry = node[item]
-            name = entry if isinstance(entry, str) else (entry.get("name") if isinstance(entry, dict) else None)
-            parts.append(f"{item}" + (f" ({name})" if name else ""))
-            node = entry
-            continue
-        parts.append(str(item))
-        node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(file)"
-
-
-def format_validation_error(exc: ValidationError, data: Any, source: str) -> str:
-    """One line: ``study file SRC: field a.b: message; field c: message``."""
-    msgs = []
-    for err in exc.errors():
-        path = _field_path(tuple(err["loc"]), data)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {err['input']!r})"
-        msgs.append(f"field {path}: {msg}")
-    return f"study file {source}: " + "; ".join(msgs)
-
-
-def parse_study(data: Any, source: str = "<study>", **overrides: Any) -> StudyConfig:
-    """Validate a study mapping (``overrides`` replace top-level fields, e.g. ``name``).
-
-    Raises:
-        StudyConfigError: one line naming every bad field.
-    """
-    if not isinstance(data, dict):
-        raise StudyConfigError(f"study file {source}: expected a mapping of fields, got {type(data).__name__}")
-    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        raise StudyConfigError(format_validation_error(exc, data, source)) from None
-
-
-def apply_sets(data: Any, sets: list[str] | tuple[str, ...], source: str) -> Any:
-    """Apply ``KEY=VALUE`` overrides (``--set``): dotted keys into nested mappings, values parsed as YAML.
-
-    Example: ``["epochs=5", "seeds=3", "search.trials_per_optimizer=4"]``.
-
-    Raises:
-        StudyConfigError: an override without ``=``, or a dotted key through a non-mapping.
-    """
-    if not sets:
-        return data
-    if not isinstance(data, dict):
-        return data
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise StudyConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set epochs=5")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise StudyConfigError(f"study file {source}: --set {key}: {part!r} is not a mapping")
-            node = nxt
-        node[parts[-1]] = value
-    return data
-
-
-def load_study(path: str | Path, sets: list[str] | tuple[str, ...] = (), **overrides: Any) -> StudyConfig:
-    """Read and validate a study file (YAML); ``sets`` are ``KEY=VALUE`` overrides (see :func:`apply_sets`).
-
-    Raises:
-        StudyConfigError: missing/unreadable file, invalid YAML, or an invalid field (one line each).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise StudyConfigError(f"study file {path}: not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyConfigError(f"study file {path}: cannot be read as UTF-8 text ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StudyConfigError(f"study file {path}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        raise StudyConfigError(f"study file {path}: the file is empty; expected a mapping of fields "
-                               "(name, kind, benchmark, optimizers, ...)")
-    return parse_study(apply_sets(data, sets, str(path)), str(path), **overrides)
-
-
-def dump_study(cfg: StudyConfig) -> str:
-    """The validated study as YAML (defaults filled in), for the parent run and for resume."""
-    data = cfg.model_dump(mode="json", exclude_none=True)
-    return yaml.safe_dump(data, sort_keys=False)

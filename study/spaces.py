@@ -20,7 +20,12 @@ sgd (momentum 0.9)                          lr log-uniform [1e-4, 1]
 amgt                                        lr as Adam; tau uniform [0, 0.2]; lr_decay uniform
                                             [0, 1e-3]; gamma uniform [0, 2]
 amgt-no-threshold / -no-decay / -no-variance  the amgt space less tau / lr_decay / gamma
+any other (an import path such as            lr log-uniform [1e-5, 1e-1] when its signature has
+``torch.optim:NAdam``, an entry point)       ``lr``; nothing searched otherwise
 ==========================================  ===================================================
+
+A study file's ``search_space`` replaces the default; the fairness record (``fairness.json``:
+``space_from``, ``search_spaces_given`` / ``search_spaces_defaulted``) says which spaces the study file gave.
 
 The paper's settings (lr 1e-3 for Adam and AMGT, 1e-2 for SGD and RMSProp, τ 0.05–0.1, λ = 1e-4) lie
 inside every range, near the log-centre of the lr ranges.
@@ -127,17 +132,21 @@ _DEFAULTS: dict[str, dict[str, Dimension]] = {
 
 
 def default_space(optimizer: str) -> dict[str, Dimension]:
-    """The default search space of ``optimizer`` (a registry name), as ``{hyperparameter: Dimension}``.
+    """The default search space of ``optimizer`` (a registry name or an import path), as
+    ``{hyperparameter: Dimension}``.
 
-    An optimizer registered in :mod:`amgt` without an entry here gets ``lr`` on the adaptive range.
+    An optimizer without an entry here (registered in :mod:`amgt`, an entry point or an import path) gets
+    ``lr`` on the adaptive range (Adam's, :data:`DEFAULT_LR_ADAPTIVE`) when it takes ``lr``, else nothing.
 
     Raises:
-        ValueError: ``optimizer`` is not registered (lists the valid names).
+        ValueError: ``optimizer`` is not registered (lists the valid names) or cannot be loaded.
     """
     from amgt import get_optimizer_spec
 
-    get_optimizer_spec(optimizer)  # raises with the valid names
-    return dict(_DEFAULTS.get(optimizer, {"lr": DEFAULT_LR_ADAPTIVE}))
+    spec = get_optimizer_spec(optimizer)  # raises with the valid names
+    if optimizer in _DEFAULTS:
+        return dict(_DEFAULTS[optimizer])
+    return {"lr": DEFAULT_LR_ADAPTIVE} if "lr" in spec.hyperparameters else {}
 
 
 def to_optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:

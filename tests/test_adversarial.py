@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 import amgt
 from study.cli import cli
-from study.config import StudyConfigError, load_study, parse_study
+from study.config import StudyConfigError
+from study.loading import load_study, parse_study
 from workers.train import resolve_config
 
 
@@ -165,7 +166,8 @@ def test_optuna_storage_in_the_mlflow_postgresql_database(tmp_path, postgres_url
     assert "same database" in line
     # an MLflow server's backend database given as the Optuna storage (the URIs differ: http:// vs postgresql)
     import tracking
-    from study.runner import StudyRunError, check_optuna_storage
+    from study.errors import StudyRunError
+    from study.stores import check_optuna_storage
 
     tracking.get_or_create_experiment("adv-pg", postgres_url)
     with pytest.raises(StudyRunError, match="MLflow tracking store"):
@@ -224,3 +226,40 @@ def test_run_trial_config_errors_name_the_field(over, field):
     config = {"benchmark": "digits-cnn", "optimizer": "adam", **over}
     with pytest.raises(ValueError, match=f"Invalid {field}"):
         resolve_config(config)
+
+
+# ---- found by the adversarial review of issue 15 (import paths), study files and report --------------------
+
+
+def test_optimizer_code_that_raises_anything_is_one_line(tmp_path, monkeypatch):
+    """A user's factory raising a RuntimeError, a callable that is no optimizer factory (os.system), a module
+    calling sys.exit at import: each one `error:` line naming the field, never a traceback or a silent exit."""
+    (tmp_path / "advraise.py").write_text("def boom(params, lr=0.01):\n    raise RuntimeError('factory boom')\n")
+    (tmp_path / "advexit.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for cls, needle in (("advraise:boom", "RuntimeError: factory boom"), ("os:system", "TypeError"),
+                        ("advexit:Foo", "SystemExit: 3")):
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(tiny(optimizers=[{"name": "x", "class": cls}])))
+        result = CliRunner().invoke(cli, ["validate", str(path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        (line,) = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+        assert "optimizers.0 (x)" in line and needle in line, line
+
+
+def test_nul_bytes_and_yaml_merge_keys(tmp_path):
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"name: e\x00\n")
+    with pytest.raises(StudyConfigError, match="invalid YAML: unacceptable character #x0000"):
+        load_study(nul)
+    merged = tmp_path / "merged.yaml"  # `<<: *base` (anchors are documented as fine), its keys overridable
+    merged.write_text("name: merged\n<<: &base {kind: comparison, benchmark: digits-cnn, epochs: 3}\n"
+                      "epochs: 1\noptimizers: [adam]\nsearch: {trials_per_optimizer: 1}\n")
+    cfg = load_study(merged)
+    assert (cfg.kind, cfg.benchmark, cfg.epochs) == ("comparison", "digits-cnn", 1)
+
+
+def test_report_out_must_be_a_writable_directory(tmp_path):
+    result = CliRunner().invoke(cli, ["report", "any", "--out", ""])
+    assert result.exit_code == 2 and "--out: an empty path is not allowed" in result.output
+    assert sorted(p.name for p in Path.cwd().iterdir() if p.name == "report.html") == []

@@ -281,8 +281,8 @@ def test_ray_failing_to_start_with_an_os_error_is_one_line(monkeypatch):
     """ray.init raising an OSError (e.g. an unusable RAY_TMPDIR) becomes StudyRunError naming the address."""
     import ray
 
-    from study.config import parse_study
-    from study.runner import StudyRunError, _ensure_ray
+    from study.errors import StudyRunError
+    from study.execution import ensure_ray
 
     def broken_init(*args, **kwargs):
         raise NotADirectoryError(20, "Not a directory", "/etc/passwd/x")
@@ -290,7 +290,14 @@ def test_ray_failing_to_start_with_an_os_error_is_one_line(monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", broken_init)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    cfg = parse_study({"name": "x", "kind": "comparison", "benchmark": "digits-cnn", "optimizers": ["adam"],
-                       "search": {"trials_per_optimizer": 1, "metric": "val_accuracy"}, "seeds": 1})
-    with pytest.raises(StudyRunError, match="cannot connect to Ray at 'local'.*Not a directory"):
-        _ensure_ray(cfg, None)
+    with pytest.raises(StudyRunError, match="could not start a local Ray: .*Not a directory"):
+        ensure_ray(None)
+
+    def node_died(*args, **kwargs):  # what ray.init raises when its raylet is killed while it starts
+        raise Exception("The current node timed out during startup. This could happen because some of the Ray "
+                        "processes failed to startup.")
+
+    monkeypatch.setattr(ray, "init", node_died)
+    with pytest.raises(StudyRunError, match="could not start a local Ray: The current node timed out during "
+                                            "startup.*run the same command again"):
+        ensure_ray(None)

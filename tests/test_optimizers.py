@@ -2,7 +2,7 @@
 
 The battery follows torch's ``OptimizerInfo`` idea (torch/testing/_internal/common_optimizers.py): one
 table saying what each optimizer supports, and the same checks run for every entry of
-``amgt.available_optimizers()``. The AMGT-specific tests check the properties listed in
+``amgt.available_optimizers()`` and for AMGT's fused path (``fused=True``). The AMGT-specific tests check the properties listed in
 ``docs/algorithm.md`` / amgt-spec.md ("Properties the implementation must have").
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -50,6 +49,18 @@ def info(name: str) -> OptimizerInfo:
 
 ALL = available_optimizers()
 AMGT_NAMES = [n for n in ALL if n.startswith("amgt")]
+# AMGT's fused path (fused=True) runs the whole battery too, as "<registry name>:fused"
+BATTERY = ALL + [f"{n}:fused" for n in AMGT_NAMES]
+
+
+def build(name: str, params, **hparams):
+    """``build_optimizer`` for a battery entry: ``"<name>:fused"`` is ``name`` with ``fused=True`` (whose
+    ``foreach`` argument is then left out: the two cannot both be set)."""
+    base, _, variant = name.partition(":")
+    if variant == "fused":
+        hparams.pop("foreach", None)
+        hparams["fused"] = True
+    return build_optimizer(base, params, **hparams)
 
 
 def test_registry_lists_the_issue_optimizers():
@@ -102,7 +113,7 @@ def assert_same(a, b, exact=True, rtol=1e-5, atol=1e-6):
 # --------------------------------------------------------------------------------------------------------
 # The battery (every registered optimizer)
 # --------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_converges_on_small_problem(name):
     """Least squares, 64×10 well-conditioned design, full batch: the loss falls by 100× in 400 steps."""
     gen = torch.Generator().manual_seed(0)
@@ -111,7 +122,7 @@ def test_converges_on_small_problem(name):
     y = x @ w_true
     model = nn.Linear(10, 1, bias=False)
     nn.init.zeros_(model.weight)
-    opt = build_optimizer(name, model.parameters(), lr=info(name).lr)
+    opt = build(name, model.parameters(), lr=info(name).lr)
 
     def closure():
         opt.zero_grad()
@@ -126,12 +137,12 @@ def test_converges_on_small_problem(name):
     assert loss.item() < first / 100, (first, loss.item())
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_params_without_grad_untouched(name, weight_decay):
     params = make_params()
     frozen = params[1].detach().clone()
-    opt = build_optimizer(name, params, weight_decay=weight_decay)
+    opt = build(name, params, weight_decay=weight_decay)
     for t in range(5):
         set_grads(params, t)
         params[1].grad = None
@@ -147,7 +158,7 @@ def test_params_without_grad_untouched(name, weight_decay):
     assert torch.equal(params[0].detach(), before)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 @pytest.mark.parametrize("foreach", [False, True])
 def test_grad_is_not_modified(name, foreach):
     """step() reads .grad and never writes it (maximize and L2 weight decay included), as torch.optim."""
@@ -157,7 +168,7 @@ def test_grad_is_not_modified(name, foreach):
     if info(name).supports_maximize:
         hp["maximize"] = True
     params = make_params()
-    opt = build_optimizer(name, params, **hp)
+    opt = build(name, params, **hp)
     for t in range(3):
         set_grads(params, t)
         grads = [p.grad.clone() for p in params]
@@ -165,14 +176,14 @@ def test_grad_is_not_modified(name, foreach):
         assert_same([p.grad for p in params], grads)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 @pytest.mark.parametrize("foreach", [False, True])
 def test_empty_and_zero_dim_tensors(name, foreach):
     if foreach and not info(name).supports_foreach:
         pytest.skip("no foreach path")
     params = make_params(MIXED_SHAPES)
     start = [p.detach().clone() for p in params]
-    opt = build_optimizer(name, params, foreach=foreach)
+    opt = build(name, params, foreach=foreach)
     run(opt, params, 3)
     for p, s in zip(params, start):
         assert p.shape == s.shape and torch.isfinite(p).all()
@@ -180,14 +191,15 @@ def test_empty_and_zero_dim_tensors(name, foreach):
             assert not torch.equal(p.detach(), s)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if info(n).supports_foreach])
+@pytest.mark.parametrize("name", [n for n in BATTERY if info(n).supports_foreach])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_foreach_matches_loop(name, dtype):
-    """Default hyperparameters, mixed shapes (0-d and empty included) and a second dtype in the group."""
+    """Default hyperparameters, mixed shapes (0-d and empty included) and a second dtype in the group;
+    for the ``:fused`` entries, the fused kernel against the loop."""
     loop_params = make_params(MIXED_SHAPES, dtype=dtype) + make_params([(3, 3)], dtype=torch.float64, seed=5)
     fe_params = clone_params(loop_params)
-    loop = build_optimizer(name, loop_params, foreach=False)
-    fe = build_optimizer(name, fe_params, foreach=True)
+    loop = build(name.partition(":")[0], loop_params, foreach=False)  # a fused entry: against the loop
+    fe = build(name, fe_params, foreach=True)
     for t in range(25):
         set_grads(loop_params, t)
         set_grads(fe_params, t)
@@ -199,17 +211,17 @@ def test_foreach_matches_loop(name, dtype):
     assert_same(loop_params, fe_params, exact=False, **tol)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_parameter_joining_late_starts_fresh(name):
     """State is per parameter: a tensor whose first gradient comes at step 6 gets a first-step update."""
     params = make_params()
-    opt = build_optimizer(name, params[:2] + [params[2]])
+    opt = build(name, params[:2] + [params[2]])
     for t in range(5):
         set_grads(params, t)
         params[2].grad = None
         opt.step()
     late = nn.Parameter(params[2].detach().clone())
-    fresh = build_optimizer(name, [late])
+    fresh = build(name, [late])
     set_grads(params, 5)
     late.grad = params[2].grad.clone()
     opt.step()
@@ -217,11 +229,11 @@ def test_parameter_joining_late_starts_fresh(name):
     assert torch.equal(params[2].detach(), late.detach())
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 @pytest.mark.parametrize("via_bytes", [False, True])
 def test_state_dict_round_trip_into_fresh_model(name, via_bytes):
     ref = make_params()
-    opt = build_optimizer(name, ref)
+    opt = build(name, ref)
     run(opt, ref, 8)
     saved_params = [p.detach().clone() for p in ref]
     sd = copy.deepcopy(opt.state_dict())
@@ -236,21 +248,21 @@ def test_state_dict_round_trip_into_fresh_model(name, via_bytes):
     with torch.no_grad():
         for f, s in zip(fresh, saved_params):
             f.copy_(s)
-    opt2 = build_optimizer(name, fresh, lr=0.123)  # lr is restored from the state dict
+    opt2 = build(name, fresh, lr=0.123)  # lr is restored from the state dict
     opt2.load_state_dict(sd)
     run(opt2, fresh, 8, start=8)
     assert_same(ref, fresh)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_state_dict_across_dtypes(name):
     """float32 run saved, loaded into a float64 copy: continues like the float32 run (to float32 round-off)."""
     ref = make_params()
-    opt = build_optimizer(name, ref)
+    opt = build(name, ref)
     run(opt, ref, 5)
     sd = copy.deepcopy(opt.state_dict())
     wide = [nn.Parameter(p.detach().double()) for p in ref]
-    opt2 = build_optimizer(name, wide)
+    opt2 = build(name, wide)
     opt2.load_state_dict(sd)
     for st in opt2.state.values():
         for k, v in st.items():
@@ -261,11 +273,11 @@ def test_state_dict_across_dtypes(name):
     assert_same([p.double() for p in ref], wide, exact=False, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_scheduler_lr_change_takes_effect(name):
     """StepLR(gamma=0) sets lr to 0 after 3 steps: from then on the parameters stay put."""
     params = make_params()
-    opt = build_optimizer(name, params, weight_decay=0.01)
+    opt = build(name, params, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.0)
     for t in range(3):
         set_grads(params, t)
@@ -277,14 +289,14 @@ def test_scheduler_lr_change_takes_effect(name):
     assert_same(params, frozen)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_per_group_overrides(name):
     """Two param groups with their own lr/weight_decay behave like two separate optimizers."""
     a, b = make_params(seed=1), make_params(seed=2)
     a2, b2 = clone_params(a), clone_params(b)
-    both = build_optimizer(name, [{"params": a}, {"params": b, "lr": 0.01, "weight_decay": 0.05}])
-    sep_a = build_optimizer(name, a2)
-    sep_b = build_optimizer(name, b2, lr=0.01, weight_decay=0.05)
+    both = build(name, [{"params": a}, {"params": b, "lr": 0.01, "weight_decay": 0.05}])
+    sep_a = build(name, a2)
+    sep_b = build(name, b2, lr=0.01, weight_decay=0.05)
     for t in range(6):
         set_grads(a + b, t)
         set_grads(a2 + b2, t)
@@ -295,11 +307,11 @@ def test_per_group_overrides(name):
     assert not torch.allclose(torch.cat([p.flatten() for p in a]), torch.cat([p.flatten() for p in b]))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_closure_runs_with_grad_and_returns_loss(name):
     model = nn.Linear(3, 1)
     x = torch.randn(8, 3)
-    opt = build_optimizer(name, model.parameters())
+    opt = build(name, model.parameters())
     calls = []
 
     def closure():
@@ -317,10 +329,10 @@ def test_closure_runs_with_grad_and_returns_loss(name):
     assert not torch.equal(model.weight.detach(), before)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_grad_scaler_skipped_step_changes_nothing(name):
     model = nn.Linear(4, 2)
-    opt = build_optimizer(name, model.parameters())
+    opt = build(name, model.parameters())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     x = torch.randn(16, 4)
     for _ in range(2):  # real steps first, so that state exists
@@ -346,10 +358,10 @@ def test_grad_scaler_skipped_step_changes_nothing(name):
         assert g0 == g1
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 def test_sparse_gradients(name):
     emb = nn.Embedding(10, 3, sparse=True)
-    opt = build_optimizer(name, emb.parameters())
+    opt = build(name, emb.parameters())
     emb(torch.tensor([1, 2, 2])).sum().backward()
     if info(name).supports_sparse:
         before = emb.weight.detach().clone()
@@ -360,15 +372,15 @@ def test_sparse_gradients(name):
             opt.step()
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if info(n).supports_complex])
+@pytest.mark.parametrize("name", [n for n in BATTERY if info(n).supports_complex])
 @pytest.mark.parametrize("foreach", [False, True])
 def test_complex_params_follow_view_as_real(name, foreach):
     """A complex parameter moves exactly like its view_as_real run as a real parameter."""
     gen = torch.Generator().manual_seed(0)
     z = nn.Parameter(torch.randn(4, 3, dtype=torch.complex64, generator=gen))
     r = nn.Parameter(torch.view_as_real(z.detach()).clone())
-    oz = build_optimizer(name, [z], foreach=foreach, weight_decay=0.01)
-    orr = build_optimizer(name, [r], foreach=foreach, weight_decay=0.01)
+    oz = build(name, [z], foreach=foreach, weight_decay=0.01)
+    orr = build(name, [r], foreach=foreach, weight_decay=0.01)
     for t in range(10):
         set_grads([z], t)
         r.grad = torch.view_as_real(z.grad).clone()
@@ -377,15 +389,15 @@ def test_complex_params_follow_view_as_real(name, foreach):
     torch.testing.assert_close(torch.view_as_real(z.detach()), r.detach(), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", BATTERY)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_params(name, dtype):
     """16-bit parameters: steps run, stay finite, and move like the float32 run (same direction)."""
     ref = make_params([(50,)])
     low = [nn.Parameter(p.detach().to(dtype)) for p in ref]
     start = low[0].detach().float().clone()
-    o_ref = build_optimizer(name, ref, lr=0.05)  # steps well above the 16-bit spacing near 1 (2^-7)
-    o_low = build_optimizer(name, low, lr=0.05)
+    o_ref = build(name, ref, lr=0.05)  # steps well above the 16-bit spacing near 1 (2^-7)
+    o_low = build(name, low, lr=0.05)
     for t in range(5):
         set_grads(ref, t)
         low[0].grad = ref[0].grad.to(dtype)
@@ -707,9 +719,15 @@ class _SyncRecorder(torch.overrides.TorchFunctionMode):
 
 
 @pytest.mark.parametrize("foreach", [False, True])
-def test_diagnostics_need_no_host_read_until_asked(foreach):
-    """step() reads no tensor value on the host except the CPU ``step`` counters (as torch.optim.Adam);
+@pytest.mark.parametrize("host_reads", [False, True], ids=["as-on-cuda", "cpu"])
+def test_diagnostics_need_no_host_read_until_asked(foreach, host_reads, monkeypatch):
+    """step() reads no tensor value on the host except the CPU ``step`` counters (as torch.optim.Adam)
+    and, on CPU only, each tensor's threshold θ (a CPU scalar: no device to wait for), which lets the
+    all-finite case skip the non-finite handling. With that switched off, as on CUDA, it reads nothing;
     diagnostics() is where the accumulated sums are read."""
+    import amgt._functional as F
+
+    monkeypatch.setattr(F, "host_reads_are_free", lambda device: host_reads)
     params = make_params([(40,), (6, 7)])
     opt = AMGT(params, foreach=foreach, lr=0.01)
     set_grads(params, 0)
@@ -720,7 +738,8 @@ def test_diagnostics_need_no_host_read_until_asked(foreach):
         for t in range(1, 4):
             set_grads(params, t)
             opt.step()
-    assert rec.reads == []
+    expected = [] if not host_reads else ["tolist"] * 3 if foreach else ["item"] * 6  # per group or tensor
+    assert rec.reads == expected
     rec2 = _SyncRecorder([])
     with rec2:
         d = opt.diagnostics()
@@ -765,7 +784,7 @@ def test_tau_zero_reports_no_suppression_and_lambda_one_without_gamma():
         ({"lr_decay": -1e-4}, "lr_decay"), ({"variance": "sample"}, "variance"),
         ({"threshold_feedback": "yes"}, "threshold_feedback"), ({"maximize": 1}, "maximize"),
         ({"decoupled_weight_decay": None}, "decoupled_weight_decay"), ({"foreach": "auto"}, "foreach"),
-        ({"lr": "0.1"}, "lr"), ({"compiled": "no"}, "compiled"),
+        ({"lr": "0.1"}, "lr"), ({"fused": "no"}, "fused"), ({"fused": True, "foreach": True}, "fused"),
     ],
 )
 def test_constructor_rejects_out_of_range(kwargs, name):
@@ -864,21 +883,23 @@ def test_cuda_step_without_sync():
     assert opt.diagnostics()["steps"] == 4.0
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None and not torch.cuda.is_available(),
-                    reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_path_matches_loop():
-    """AMGT(compiled=True) (torch.compile-d per-tensor step, off by default) equals the loop to round-off,
-    diagnostics included; 16-bit parameters go through it too."""
+def test_compiled_is_a_deprecated_name_for_fused():
+    """AMGT(compiled=True) warns and runs the fused path: equal to the loop to round-off, diagnostics
+    included; 16-bit parameters go through it too."""
     shapes = [(30,), (8, 5), (2, 3, 4)]
     a = make_params(shapes) + make_params([(16,)], dtype=torch.bfloat16, seed=3)
     b = clone_params(a)
-    oa, ob = AMGT(a, lr=0.01, compiled=True), AMGT(b, lr=0.01, foreach=False)
+    with pytest.warns(DeprecationWarning, match="fused"):
+        oa = AMGT(a, lr=0.01, compiled=True)
+    ob = AMGT(b, lr=0.01, foreach=False)
+    assert oa.defaults["fused"] is True
     for t in range(15):
         set_grads(a, t)
         for x, y in zip(a, b):
             y.grad = x.grad.clone()
         oa.step()
         ob.step()
+    assert oa.implementation == "fused" and ob.implementation == "loop"
     assert_same(a[:3], b[:3], exact=False, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a[3].float(), b[3].float(), rtol=1e-2, atol=1e-2)
     da, db = oa.diagnostics(), ob.diagnostics()

@@ -28,6 +28,24 @@ def test_list_studies(store):
     assert query.list_studies(store) == ["alpha", "beta"]
 
 
+def test_experiments_that_are_not_studies_are_neither_listed_nor_reported(tmp_path):
+    """A shared MLflow server holds other projects' experiments: they are not studies (status, list, report)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    write_study(uri, "alpha", effects={"amgt": Effect(), "adam": Effect()}, n_search=1, seeds=range(1), epochs=1,
+                artifacts=False)
+    client = MlflowClient(uri)
+    other = client.create_experiment("someone-elses-project")
+    client.set_terminated(client.create_run(other, tags={"team": "vision"}).info.run_id)
+    client.create_experiment("empty-one")
+    assert query.list_studies(uri) == ["alpha"]
+    with pytest.raises(query.UnknownStudyError, match="someone-elses-project") as info:
+        query.experiment_ids(uri, ["alpha", "someone-elses-project"])
+    assert "alpha" in str(info.value)
+    assert query.experiment_ids(uri, "alpha") == {"alpha": client.get_experiment_by_name("alpha").experiment_id}
+
+
 def test_load_runs_filters_by_tags_and_pages(store):
     trials = query.load_runs(store, "alpha", page_size=2)  # several pages
     assert len(trials) == 2 * 3 + 2 * 2

@@ -72,15 +72,17 @@ def _optuna(storage: str, study: str):
 def stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    effects = {"amgt": Effect(accuracy=0.990, epoch_time_s=1.05, state_bytes=120_000, oscillation=0.08),
-               "adam": Effect(accuracy=0.985, epoch_time_s=1.0, state_bytes=80_000, oscillation=0.10),
+    effects = {"amgt": Effect(accuracy=0.990, accuracy_sd=0.001, epoch_time_s=1.05, state_bytes=120_000,
+                              oscillation=0.08),
+               "adam": Effect(accuracy=0.985, accuracy_sd=0.001, epoch_time_s=1.0, state_bytes=80_000,
+                              oscillation=0.10),
                "sgd": Effect(accuracy=0.980, epoch_time_s=0.9, state_bytes=40_000, diverge_seeds=(3,),
                              fail_seeds=(2,))}
-    write_study(uri, "cmp", effects=effects, n_search=4, seeds=range(4), epochs=4,
+    write_study(uri, "cmp", effects=effects, n_search=4, seeds=range(5), epochs=4,
                 target={"val_accuracy": 0.9, "train_loss": 0.3})
     write_study(uri, "sens", kind="sensitivity", effects={"amgt": Effect(lr_width=1.5), "adam": Effect(lr_width=0.7)},
-                seeds=range(2), epochs=2, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1])
-    write_study(uri, "abl", kind="ablation", seeds=range(3), epochs=3, effects={
+                seeds=range(3), epochs=2, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1])
+    write_study(uri, "abl", kind="ablation", seeds=range(5), epochs=3, effects={
         "amgt": Effect(accuracy=0.99), "amgt-no-threshold": Effect(accuracy=0.99, oscillation=0.2),
         "amgt-no-decay": Effect(accuracy=0.975), "adam": Effect()})
     write_study(uri, "quad", kind="quadratic", effects={}, quadratic_facts=FACTS)
@@ -123,7 +125,7 @@ def test_html_is_self_contained_and_has_every_claim(report):
     for img in p.imgs:
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Stability σ" in body and "sigma_seeds" in body
+    assert "sigma_epochs_detrended" in body and "sigma_seeds" in body and "Selection protocol" in body
     md = report.md.read_text(encoding="utf-8")
     assert all(cid in md for cid in CLAIMS) and "](figures/" in md
     assert all(f.is_file() for f in report.figures)
@@ -134,9 +136,11 @@ def test_tables(report):
     comp = t["comparison"]
     assert set(comp["optimizer"]) == {"amgt", "adam", "sgd"}
     sgd = comp[comp.optimizer == "sgd"].iloc[0]
-    assert sgd["diverged"] == 1 and sgd["failed"] == 1 and sgd["runs"] == 4
-    assert sgd["n"] == 2  # diverged (no accuracy recorded, as the worker does) and failed runs: counted, not averaged
-    assert comp["p_holm"].notna().sum() == 2 and (comp["p_holm"].dropna() >= comp["p_wilcoxon"].dropna()).all()
+    assert sgd["diverged"] == 1 and sgd["failed"] == 1 and sgd["runs"] == 5
+    assert sgd["n"] == 4  # the diverged run (no accuracy recorded) scores chance; the failed one is not a measurement
+    assert comp["p_holm"].notna().sum() == 2 and (comp["p_holm"].dropna() >= comp["p_t"].dropna()).all()
+    amgt = comp[comp.optimizer == "amgt"].iloc[0]
+    assert amgt["p_wilcoxon_floor"] == 2 / 2 ** 5 and amgt["n_pairs"] == 5 and comp["mde"].notna().sum() == 2
     cost = t["cost"]
     assert cost.loc[cost.optimizer == "adam", "ratio_to_adam"].iloc[0] == pytest.approx(1.0)
     imp = t["importance"]
@@ -148,7 +152,10 @@ def test_tables(report):
     fair = t["fairness"]
     search = fair[(fair.study == "cmp") & (fair.phase == "search") & (fair.optimizer == "amgt")].iloc[0]
     assert search["trials"] == 4 and search["search_dims"] == 1
-    assert len(t["runs"]) == 4 * 3 + 4 * 3 + 2 * 4 * 2 + 3 * 4
+    assert len(t["runs"]) == 4 * 3 + 5 * 3 + 3 * 4 * 2 + 5 * 4
+    assert set(t["runs_columns"]["column"]) == set(t["runs"].columns) and t["runs_columns"]["meaning"].all()
+    assert set(t["histories"]["metric"]) >= {"train_loss", "loss_oscillation", "val_accuracy"}
+    assert list(t["power"]["id"]) == list(CLAIMS) and t["power"].loc[0, "n"] == 5
 
 
 def test_report_logged_to_parent_runs(report, stores):
@@ -184,10 +191,13 @@ def test_bad_input(stores, tmp_path):
 
 def test_study_without_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    MlflowClient(tracking_uri=uri).create_experiment("void")
+    # a study amgt-study recorded (its experiment tags) whose driver stopped before any run
+    MlflowClient(tracking_uri=uri).create_experiment("void", tags={"amgt.fingerprint": "0" * 16})
     r = build_report(["void"], tracking_uri=uri, out_dir=tmp_path / "out")
-    assert r.missing == ["study 'void': no runs at all yet",
-                         "study 'void' has no parent run: the report was not logged to MLflow"]
+    assert r.missing[0] == "study 'void': no runs at all yet"
+    assert r.missing[-1] == "study 'void' has no parent run: the report was not logged to MLflow"
+    assert r.missing[1].startswith("sections left out, nothing to show: Comparison")
+    assert r.missing[2:-1] == ["empty tables left out: provenance"]
     assert {c.verdict for c in r.claims} == {"not measured"} and r.html.is_file()
 
 
@@ -261,7 +271,8 @@ def test_short_capped_study_says_so(tmp_path):
         assert "study smoke" in text, f.name
         if f.name.startswith("optuna"):
             continue
-        assert "mnist-lenet5" in text and "epochs 1" in text and "max_steps 30/epoch" in text, text
+        assert "mnist-lenet5" in text and "epochs 1" in text, text
+        assert "max_steps 30 (optimizer steps per trial)" in text and "/epoch" not in text, text
         assert "cpu" in text and "git 0000000" in text and _inside(fig, fig._supxlabel)
         ax = fig.axes[0]
         assert ax.get_legend() is None and len(fig.legends) == 1  # outside the axes
@@ -295,8 +306,18 @@ def test_retried_and_resumed_attempts_count_once_per_trial():
              start_time=t + pd.Timedelta("2min")),
         # a run without trial key is never merged
         dict(run_id="c1", trial_key=None, optimizer="adam", seed=1, status="FAILED", outcome="failed", start_time=t),
+        # final/amgt seed 1: interrupted and never resumed: one interrupted trial, not a failed one
+        dict(run_id="d1", trial_key="s/final/amgt/1", optimizer="amgt", seed=1, status="KILLED", outcome="failed",
+             start_time=t),
     ]
-    data = ReportData.from_frames(pd.DataFrame(rows), studies=["s"])
-    assert sorted(data.runs["run_id"]) == ["a2", "b2", "c1"]
+    data = ReportData.from_frames(pd.DataFrame(rows).assign(benchmark="mnist-lenet5"), studies=["s"])
+    assert sorted(data.runs["run_id"]) == ["a2", "b2", "c1", "d1"]
     assert data.retried_attempts == 2
     assert (data.runs["outcome"] == "failed").sum() == 2
+    assert data.runs.set_index("run_id").loc["d1", "outcome"] == "interrupted"
+
+    # an interrupted seed is not a failure of the optimizer: the failure count rule ignores it
+    from tracking.reports.claims.common import failure_blocks
+
+    sup, con, summary = failure_blocks(data, "final", "mnist-lenet5", "amgt", "adam")
+    assert (sup, summary) == ("", "failed or diverged seeds: AMGT 0, Adam 2"), (sup, summary)

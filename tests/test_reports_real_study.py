@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_report_from_a_real_tiny_study(tmp_path, ray_local):
-    from study.config import parse_study
+    from study.loading import parse_study
     from study.runner import run_study
 
     from tracking.reports import CLAIMS, build_report
@@ -22,19 +22,28 @@ def test_report_from_a_real_tiny_study(tmp_path, ray_local):
                        "batch_size": 256, "optimizers": ["amgt", "adam"],
                        "search": {"trials_per_optimizer": 2, "metric": "val_accuracy"}, "seeds": 2,
                        "resources": {"cpus": 1}})
-    run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lambda s: None)
+    run_study(cfg, tracking_uri=uri, optuna_storage=storage, echo=lambda s: None)
 
     r = build_report(["tiny-report"], tracking_uri=uri, out_dir=tmp_path / "report", optuna_storage=storage)
     # 2 search trials per optimizer: the contour plot is skipped, with its reason, and nothing else is missing
+    # (and the sections a comparison-only study has nothing for are left out, named in one line)
     assert r.missing == ["Optuna study tiny-report/amgt: contour plot skipped: 2 completed trial(s), a contour "
-                         "needs ≥ 5 (with fewer it interpolates a surface between a few points)"], r.missing
+                         "needs ≥ 5 (with fewer it interpolates a surface between a few points)",
+                         "sections left out, nothing to show: Learning-rate sensitivity (no grid-phase runs); "
+                         "Ablation (no ablation-phase runs)"], r.missing
     settings = r.tables["settings"].iloc[0]
     assert (settings["benchmark"], settings["epochs"], settings["max_steps"]) == ("digits-cnn", "1",
                                                                                  "none (full epochs)")
-    assert {c.caveat for c in r.claims if c.verdict != "not measured"} == {
-        "digits-cnn is not one of the paper's benchmarks (1 epoch)"}
+    measured = [c for c in r.claims if c.verdict != "not measured"]
+    assert measured and all(c.caveat.startswith("digits-cnn is not one of the paper's benchmarks (1 epoch)")
+                            for c in measured)
+    assert "all TPE random start-up" in {c.id: c for c in r.claims}["C5"].caveat  # 2 trials: TPE never acted
+    c5 = {c.id: c for c in r.claims}["C5"]
+    assert c5.verdict == "not measured (benchmark differs)" and "digits-cnn" in c5.reason
+    # the search trains with its own seed (seed_start + 1,000,000), so no final seed replays the selection
+    assert "left out" not in c5.measured and "n = 2/2 runs" in c5.measured
     comp = r.tables["comparison"]
-    assert sorted(comp["optimizer"]) == ["adam", "amgt"] and (comp["n"] == 2).all()
+    assert sorted(comp["optimizer"]) == ["adam", "amgt"] and (comp["n"] == 2).all() and (comp["replayed"] == 0).all()
     assert comp["test_acc_mean"].between(10, 100).all()  # percent, from the runs' test_accuracy
     amgt = comp[comp.optimizer == "amgt"].iloc[0]
     assert "tau=" in amgt["hyperparameters"] and "lr=" in amgt["hyperparameters"]

@@ -8,8 +8,11 @@ import pytest
 import yaml
 
 import amgt
-from study.config import StudyConfigError, apply_sets, load_study, parse_study
-from study.runner import check_resources, plan_trials
+from study.config import StudyConfigError
+from study.loading import apply_sets, load_study, parse_study
+from study.plan import SEARCH_SEED_OFFSET, plan_trials
+from study.preflight import check_resources
+from study.search import BestTrial
 from study.spaces import Dimension, default_space, grid_values, to_optuna_distributions
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -78,12 +81,14 @@ def test_mnist_paper_matches_the_paper_setup():
         ({"optimizers": [{"name": "adam", "hparams": {"tau": 0.1}}]}, "optimizers.0 (adam)", "not a hyperparameter"),
         ({"optimizers": [{"name": "amgt-no-threshold", "search_space": {"tau": {"low": 0, "high": 1}}}]},
          "optimizers.0 (amgt-no-threshold)", "pins tau"),
-        ({"optimizers": ["adam", "adam"]}, "(file)", "listed more than once"),
+        ({"optimizers": ["adam", "adam"]}, "optimizers", "listed more than once"),
         ({"resources": {"cpus": 0}}, "resources.cpus", "greater than 0"),
         ({"resources": {"gpus": -1}}, "resources.gpus", "greater than or equal to 0"),
         ({"name": "bad name!"}, "name", "invalid study name"),
+        ({"name": "a" * 101}, "name", "(101 characters): at most 100"),
+        ({"optimizers": [{"name": "o" * 120, "class": "torch.optim:NAdam"}]}, "optimizers.0", "at most 100"),
         ({"kind": "tournament"}, "kind", "'comparison'"),
-        ({"search": None}, "(file)", "search: required"),
+        ({"search": None}, "search", "required for kind 'comparison'"),
         ({"kind": "sensitivity", "search": None, "sensitivity": {"lr_low": 1e-1, "lr_high": 1e-3, "points": 3}},
          "sensitivity", "empty lr range"),
         ({"kind": "sensitivity", "search": None, "sensitivity": {"lr_low": 0, "lr_high": 1e-3, "points": 3}},
@@ -175,15 +180,19 @@ def test_plans_have_stable_unique_keys():
                             sensitivity={"lr_low": 1e-4, "lr_high": 1e-1, "points": 4}))
     plan = plan_trials(sens, "grid")
     assert len(plan) == 2 * 4 * 2
-    assert len({p["trial_key"] for p in plan}) == len(plan)
+    assert len({p.trial_key for p in plan}) == len(plan)
     assert plan == plan_trials(sens, "grid")
     abl = parse_study(base(kind="ablation", search=None,
                            optimizers=["amgt", "amgt-no-threshold", "amgt-no-decay", "amgt-no-variance", "adam"]))
     assert len(plan_trials(abl, "ablation")) == 5 * 2
     comp = parse_study(base())
-    final = plan_trials(comp, "final", {"amgt": {"hparams": {"lr": 1e-3}, "number": 3}})
-    assert [p["seed"] for p in final] == [0, 1] and all(p["optimizer"] == "amgt" for p in final)
-    assert final[0]["hparams"] == {"lr": 1e-3} and final[0]["source_trial"] == 3
+    final = plan_trials(comp, "final", {"amgt": BestTrial({"lr": 1e-3}, 3, 0.9)})
+    assert [p.seed for p in final] == [0, 1] and all(p.optimizer == "amgt" for p in final)
+    assert final[0].hparams == {"lr": 1e-3} and final[0].source_trial == 3
+    # the final seeds are disjoint from the search trials' training seed (no winner's curse)
+    from study.plan import search_seed
+
+    assert search_seed(comp) == SEARCH_SEED_OFFSET and search_seed(comp) not in comp.seed_values
 
 
 def test_quadratic_kind_needs_quadratic_benchmarks():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study.config import parse_study
+from study.loading import parse_study
 from study.runner import run_study
 
 pytestmark = pytest.mark.slow
@@ -60,38 +60,19 @@ def check_no_duplicates_and_none_running(runs) -> None:
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-@pytest.fixture
-def pg_database():
-    """Factory of throwaway databases on the real local PostgreSQL (dropped afterwards)."""
-    psycopg = pytest.importorskip("psycopg")
-    made = []
-
-    def make() -> str:
-        name = f"amgt_study_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-    yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
     """The shipped quickstart file, cut down to two optimizers and a few steps (--set), on SQLite."""
-    from study.config import load_study
+    from study.loading import load_study
 
     uri, storage = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
     cfg = load_study(STUDIES / "quickstart.yaml", name="e2e",
                      sets=["optimizers=[amgt, sgd]", "epochs=2", "batch_size=256", "seeds=1"])
     assert cfg.search.trials_per_optimizer == 2
     lines: list[str] = []
-    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, echo=lines.append)
     assert summary["search"].finished == {"amgt": 2, "sgd": 2}
     assert summary["final"].finished == {"amgt": 1, "sgd": 1}
     assert any("done, " in ln and "running" in ln for ln in lines)  # progress per optimizer
@@ -150,7 +131,7 @@ def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
     assert (tmp_path / "report" / "report.md").is_file() and "wrote " in rep.output
 
     # running it again is a no-op: nothing launched, no new runs
-    again = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    again = run_study(cfg, tracking_uri=uri, optuna_storage=storage, echo=lines.append)
     assert again["search"].launched == 0 and again["final"].launched == 0
     assert len(trial_runs(uri, "e2e")) == 6
 
@@ -159,20 +140,24 @@ def test_worker_failure_and_divergence(tmp_path, ray_local):
     """A trial that raises in its worker: retried up to max_failures, every attempt a FAILED run with the
     error text; the progress lines name that error and count the trial as failed, not finished; status
     counts planned trials and attempts apart. A trial that diverges: a FINISHED run tagged diverged."""
-    from study.runner import studies_overview, study_status
+    from study.formatting import overview_line
+    from study.status import studies_overview, study_status
+    from study.stores import resolve_stores
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    # MNIST files that pass the driver's cheap check (present, gzip magic) but are corrupt: the worker's
-    # loader raises ValueError in every attempt.
+    # MNIST files that pass the driver's checks (present, valid gzip: the data digest reads them) but hold no
+    # IDX data: the worker's loader raises ValueError in every attempt.
+    import gzip
+
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (raw / f"{name}.gz").write_bytes(b"\x1f\x8b not really gzip")
+        (raw / f"{name}.gz").write_bytes(gzip.compress(b"not an IDX file"))
     common = {"kind": "ablation", "search": None, "seeds": 1, "max_failures": 1}
     cfg = parse_study(tiny("fail", **common, benchmark="mnist-lenet5", data_dir=str(tmp_path / "data"),
                            optimizers=["adam"]))
     lines: list[str] = []
-    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lines.append)
+    summary = run_study(cfg, tracking_uri=uri, echo=lines.append)
     assert summary["ablation"].finished == {"adam": 0}
     assert summary["ablation"].failed == {"adam": 1} and summary["ablation"].attempts == {"adam": 2}
     text = "\n".join(lines)
@@ -192,24 +177,26 @@ def test_worker_failure_and_divergence(tmp_path, ray_local):
 
     cfg = parse_study(tiny("div", **common, optimizers=[{"name": "sgd", "hparams": {"lr": 1.0e4}}]))
     lines.clear()
-    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lines.append)
+    summary = run_study(cfg, tracking_uri=uri, echo=lines.append)
     assert summary["ablation"].finished == {"sgd": 1} and summary["ablation"].diverged == {"sgd": 1}
     assert "[div ablation] finished: sgd: 0/1 completed, 1 diverged" in lines, lines
     (div,) = trial_runs(uri, "div")
     assert div.info.status == "FINISHED" and div.data.tags["outcome"] == "diverged"
 
     # status: planned trials; completed, diverged, failed, running trials; attempts (runs) apart
-    def row(name, opt):
-        table = study_status(name, workdir=tmp_path)
-        (cells,) = [ln.split() for ln in table if ln.split()[:2] == ["ablation", opt]]
-        return cells[2:]
+    stores = resolve_stores(uri)
 
-    assert row("fail", "adam") == ["1", "0", "0", "1", "0", "2"]  # planned completed diverged failed running attempts
-    assert row("div", "sgd") == ["1", "0", "1", "0", "0", "1"]
-    assert studies_overview(tracking_uri=uri, workdir=tmp_path) == [
-        "div: done; ablation on digits-cnn, 1/1 trials finished (0 completed, 1 diverged), 0 failed, 0 running; 1 attempts",
-        "fail: incomplete; ablation on mnist-lenet5, 0/1 trials finished (0 completed, 0 diverged), 1 failed, 0 running; "
-        "2 attempts",
+    def row(name, opt):
+        c = study_status(stores, name).counts[("ablation", opt)]
+        return [c.planned, c.completed, c.diverged, c.failed, c.interrupted, c.running, c.attempts]
+
+    assert row("fail", "adam") == [1, 0, 0, 1, 0, 0, 2]
+    assert row("div", "sgd") == [1, 0, 1, 0, 0, 0, 1]
+    assert [overview_line(st) for st in studies_overview(stores)] == [
+        "div: done; ablation on digits-cnn, 1/1 trials finished (0 completed, 1 diverged), 0 failed, 0 interrupted, "
+        "0 running; 1 attempts",
+        "fail: incomplete; ablation on mnist-lenet5, 0/1 trials finished (0 completed, 0 diverged), 1 failed, "
+        "0 interrupted, 0 running; 2 attempts",
     ]
 
 
@@ -218,7 +205,7 @@ def test_postgresql_end_to_end(tmp_path, ray_local, pg_database, monkeypatch):
     uri, storage = pg_database(), pg_database()  # MLflow and Optuna each in their own database
     data = tiny("pg", optimizers=["amgt"], search={"trials_per_optimizer": 1, "metric": "val_accuracy"}, seeds=1,
                 epochs=1)
-    summary = run_study(parse_study(data), tracking_uri=uri, optuna_storage=storage, workdir=tmp_path,
+    summary = run_study(parse_study(data), tracking_uri=uri, optuna_storage=storage,
                         echo=lambda s: None)
     assert summary["search"].finished == {"amgt": 1}
     runs = trial_runs(uri, "pg")
@@ -229,57 +216,25 @@ def test_postgresql_end_to_end(tmp_path, ray_local, pg_database, monkeypatch):
     assert [t.state.name for t in optuna_trials(storage, "pg/amgt")] == ["COMPLETE"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path, pg_database):
-    """`mlflow server` on a throwaway PostgreSQL database, artifacts proxied (--serve-artifacts)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg_database(), "--serve-artifacts",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.read().strip() == b"OK":
-                        break
-            except OSError:
-                time.sleep(0.5)
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-        else:
-            pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def test_through_mlflow_server_on_postgresql_with_asha(tmp_path, ray_local, mlflow_server):
     """An http:// tracking URI (mlflow server on PostgreSQL, artifacts proxied), and ASHA early stopping:
     a trial ASHA stops is a FINISHED run (tagged early_stopped), never one left RUNNING."""
     cfg = parse_study(tiny("srv", optimizers=["adam"], seeds=1, epochs=3, search={
         "trials_per_optimizer": 3, "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2}}))
+    lines: list[str] = []
     summary = run_study(cfg, tracking_uri=mlflow_server, optuna_storage=f"sqlite:///{tmp_path}/optuna.db",
-                        workdir=tmp_path, echo=lambda s: None)
-    assert summary["search"].finished == {"adam": 3} and summary["final"].finished == {"adam": 1}
+                        echo=lines.append)
     runs = trial_runs(mlflow_server, "srv")
+    seen = "\n".join(lines + [f"{r.data.tags.get('trial_key')} {r.info.status} {r.data.tags.get('outcome')} "
+                                f"early_stopped={r.data.tags.get('early_stopped')} {r.data.tags.get('error', '')[:300]}"
+                                for r in runs])
+    assert summary["search"].finished == {"adam": 3} and summary["final"].finished == {"adam": 1}, seen
     check_no_duplicates_and_none_running(runs)
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs), [
         (r.data.tags.get("trial_key"), r.info.status, r.data.tags.get("error")) for r in runs]
-    for r in runs:  # a stopped trial has fewer epochs, and says so
+    for r in runs:  # a stopped trial has fewer epochs, and says so; a trial that ran them all does not
         epochs = len(client(mlflow_server).get_metric_history(r.info.run_id, "train_loss"))
-        assert epochs == 3 or r.data.tags.get("early_stopped") == "true"
+        assert (epochs == 3) == (r.data.tags.get("early_stopped") != "true"), (epochs, r.data.tags)
     c = client(mlflow_server)
     assert {a.path for a in c.list_artifacts(runs[0].info.run_id)} >= {"config.json", "curves.csv"}
     assert (tmp_path / "server-artifacts").is_dir()  # uploaded through the server's artifact proxy
@@ -342,7 +297,11 @@ def test_kill_and_resume(tmp_path):
         assert len(complete) == 2
         # a trial the kill interrupted stays in the history, marked FAIL + interrupted (or, if its run had
         # finished, COMPLETE with the result recovered from MLflow)
-        assert all(t.user_attrs.get("interrupted") for t in trials if t.state.name != "COMPLETE")
+        import optuna
+
+        interrupted = set(optuna.load_study(study_name=f"kr/{opt}", storage=storage).user_attrs.get(
+            "interrupted_trials", []))
+        assert all(t.number in interrupted for t in trials if t.state.name != "COMPLETE")
         # each completed Optuna trial has exactly one finished MLflow run
         keys = {r.data.tags["trial_key"] for r in runs if r.info.status == "FINISHED"}
         assert all(f"kr/search/{opt}/{t.number}" in keys for t in complete)
@@ -433,7 +392,7 @@ def test_tiny_mnist_study(tmp_path, ray_local, data_dir):
     cfg = parse_study(tiny("mnist-tiny", kind="ablation", search=None, benchmark="mnist-lenet5",
                            optimizers=["amgt"], seeds=1, epochs=1, max_steps=5, batch_size=128,
                            data_dir=str(data_dir)))
-    summary = run_study(cfg, tracking_uri=uri, workdir=tmp_path, echo=lambda s: None)
+    summary = run_study(cfg, tracking_uri=uri, echo=lambda s: None)
     assert summary["ablation"].finished == {"amgt": 1}
     (run,) = trial_runs(uri, "mnist-tiny")
     assert run.info.status == "FINISHED" and run.data.tags["benchmark"] == "mnist-lenet5"
@@ -450,15 +409,11 @@ def test_one_tuner_runs_search_then_final(tmp_path, ray_local):
         "adam", {"name": "sgd", "search_space": {"lr": {"choices": [1.0e4]}}}],
         epochs=1, max_concurrent_trials=1, seeds=2, search={"trials_per_optimizer": 2}))
     lines: list[str] = []
-    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, workdir=tmp_path, echo=lines.append)
+    summary = run_study(cfg, tracking_uri=uri, optuna_storage=storage, echo=lines.append)
     assert summary["search"].launched == 4 and summary["search"].finished == {"adam": 2, "sgd": 2}
     assert summary["search"].diverged == {"adam": 0, "sgd": 2}
     assert summary["final"].launched == 2 and summary["final"].not_run == {"sgd"}
     assert summary["final"].finished == {"adam": 2, "sgd": 0}
-    # one Tune experiment under .amgt-study/one/ray
-    tune_runs = [p.name for p in (tmp_path / ".amgt-study" / "one" / "ray").iterdir() if p.is_dir()]
-    assert len(tune_runs) == 1, tune_runs
-
     runs = trial_runs(uri, "one")
     check_no_duplicates_and_none_running(runs)
     assert collections.Counter(r.data.tags["phase"] for r in runs) == {"search": 4, "final": 2}
@@ -487,12 +442,15 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     FINISHED with partial results); `resume` runs only the missing final trials (no search trial again),
     under the same parent."""
     path = tmp_path / "cc.yaml"
-    path.write_text(yaml.safe_dump(tiny("cc", optimizers=["adam"], seeds=4, epochs=3, batch_size=32,
+    path.write_text(yaml.safe_dump(tiny("cc", optimizers=["adam"], seeds=8, epochs=3, batch_size=32,
                                         max_concurrent_trials=1, search={"trials_per_optimizer": 1})))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     log = open(tmp_path / "run.log", "w")
+    # SIGINT at its default in the driver, as in a terminal: a test session started in the background of a
+    # shell script inherits SIGINT ignored (POSIX), and the driver would keep that
     proc = subprocess.Popen(AMGT_STUDY + ["run", str(path)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     db = tmp_path / "mlflow.db"
     try:
         deadline = time.time() + 240
@@ -511,7 +469,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     from study.trainable import INTERRUPTED_ERROR, TAG_EARLY_STOPPED
 
     killed_error = "interrupted (Ctrl-C on the driver)" if sig == "SIGINT" else INTERRUPTED_ERROR
-    assert _trial_runs(db, "cc", phase="final") < 4, out[-3000:]
+    assert _trial_runs(db, "cc", phase="final") < 8, out[-3000:]
     uri = f"sqlite:///{db}"
     c = client(uri)
     exp = c.get_experiment_by_name("cc")
@@ -524,10 +482,17 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     assert before["final"].data.tags["error"].startswith("interrupted (")
     # the trial that was running is closed KILLED: not left RUNNING, not FINISHED with partial results
     for r in trial_runs(uri, "cc"):
-        assert r.info.status in ("FINISHED", "KILLED"), (r.info.status, r.data.tags)
+        assert r.info.status in ("FINISHED", "KILLED"), (r.info.status, sorted(r.data.tags.items()))
         assert TAG_EARLY_STOPPED not in r.data.tags, r.data.tags
         if r.info.status == "KILLED":
             assert r.data.tags["error"] == killed_error and r.data.tags["outcome"] == "failed"
+    # status counts the interrupted trial as interrupted, not failed
+    from study.status import study_status
+    from study.stores import resolve_stores
+
+    killed = sum(r.info.status == "KILLED" for r in trial_runs(uri, "cc"))
+    counts = study_status(resolve_stores(uri), "cc").counts[("final", "adam")]
+    assert counts.interrupted == killed and counts.failed == 0 and counts.finished < 8
 
     res = subprocess.run(AMGT_STUDY + ["resume", "cc"], cwd=tmp_path, capture_output=True, text=True, env=env,
                          timeout=400)
@@ -540,22 +505,16 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     runs = trial_runs(uri, "cc")
     check_no_duplicates_and_none_running(runs)
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert collections.Counter(r.data.tags["phase"] for r in finished) == {"search": 1, "final": 4}
+    assert collections.Counter(r.data.tags["phase"] for r in finished) == {"search": 1, "final": 8}
     assert len([r for r in runs if r.data.tags["phase"] == "search"]) == 1
     assert all(r.data.tags["mlflow.parentRunId"] == after[r.data.tags["phase"]].info.run_id for r in runs)
     assert [t.state.name for t in optuna_trials(f"sqlite:///{tmp_path}/optuna.db", "cc/adam")] == ["COMPLETE"]
 
 
 def test_trial_takes_its_parent_run_from_the_plan():
-    """A final trial planned after the Tuner started carries its parent run; others fall back to ctx's."""
-    from study.trainable import OPTIMIZER_KEY, OPTUNA_KEY, resolve_planned
+    """A planned trial travels through Tune as a plain dict and comes back equal, its parent run with it."""
+    from study.plan import PlannedTrial
 
-    ctx = {"study": "s", "parent_runs": {"search": "P-search", "grid": "P-grid"},
-           "search": {"adam": {"benchmark": "b", "seed": 0, "fixed_hparams": {}, "optuna_study_name": "s/adam"}}}
-    final = {"trial_key": "s/final/adam/seed0", "phase": "final", "optimizer": "adam", "benchmark": "b", "seed": 0,
-             "hparams": {"lr": 0.1}, "parent_run": "P-final"}
-    assert resolve_planned({"trial": final}, ctx)["parent_run"] == "P-final"
-    grid = {**final, "phase": "grid", "parent_run": None}
-    assert resolve_planned({"trial": grid}, ctx)["parent_run"] == "P-grid"
-    search = resolve_planned({"lr": 0.01, OPTUNA_KEY: 3, OPTIMIZER_KEY: "adam"}, ctx)
-    assert search["parent_run"] == "P-search" and search["trial_key"] == "s/search/adam/3"
+    final = PlannedTrial("s/final/adam/seed0", "final", "adam", "b", 0, {"lr": 0.1}, source_trial=3)
+    assert final.parent_run is None and final.with_parent("P-final").parent_run == "P-final"
+    assert PlannedTrial.from_dict(final.with_parent("P").to_dict()) == final.with_parent("P")

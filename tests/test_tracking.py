@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -87,6 +88,7 @@ def mlflow_server(pg_tracking_uri, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"mlflow server did not answer /health in 120 s: {log_path.read_text()[-3000:]}")
             time.sleep(0.3)
+        tracking.check_tracking_store(url, timeout=60)  # its API answers too (slow on a loaded machine)
         yield url, art
     finally:
         proc.terminate()
@@ -209,6 +211,38 @@ def test_parent_run_reused_on_resume(store_uri, study):
         tracking.start_parent_run(uri, exp, study=study, phase="nope", kind="comparison")
 
 
+def test_a_late_logging_failure_does_not_overwrite_a_run_the_driver_ended(sqlite_tracking_uri, study, monkeypatch):
+    """A trial ASHA stops is closed FINISHED by the driver (study/attempts.py) while Ray tears its worker down;
+    the worker's own finish() may then fail mid-write (its temp files removed at interpreter exit, as CI saw).
+    That failure is raised, but the run stays FINISHED; a run still RUNNING is ended FAILED as before."""
+    uri = tracking.resolve_tracking_uri(sqlite_tracking_uri)
+    exp = tracking.get_or_create_experiment(study, uri)
+    parent = tracking.start_parent_run(uri, exp, study=study, phase="search", kind="comparison")
+    client = tracking.get_client(uri)
+
+    def torn_down(*args, **kwargs):
+        raise FileNotFoundError("[Errno 2] No such file or directory: '/tmp/tmpx/config.json'")
+
+    ended = tracking.TrialLogger(uri, exp, parent, trial_key="asha/0", tags=_trial_tags(study))
+    running = tracking.TrialLogger(uri, exp, parent, trial_key="asha/1", tags=_trial_tags(study))
+    ended.start()
+    running.start()
+    monkeypatch.setattr(tracking.runs, "log_artifacts", torn_down)
+    ended.log_epoch({"train_loss": 1.0, "val_accuracy": 0.5}, 1)
+    client.set_tag(ended.run_id, S.TAG_OUTCOME, "completed")
+    client.set_terminated(ended.run_id, status="FINISHED")  # what the driver does for an early-stopped trial
+    with pytest.raises(FileNotFoundError):
+        ended.finish({"status": "completed"}, outcome="completed", config={"lr": 1e-3})
+    run = client.get_run(ended.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[S.TAG_OUTCOME] == "completed"
+    assert S.TAG_ERROR not in run.data.tags
+
+    with pytest.raises(FileNotFoundError):
+        running.finish({"status": "completed"}, outcome="completed", config={"lr": 1e-3})
+    run = client.get_run(running.run_id)
+    assert run.info.status == "FAILED" and "logging the trial's results failed" in run.data.tags[S.TAG_ERROR]
+
+
 def test_diverged_is_finished_and_failed_is_failed(store_uri, study):
     uri = tracking.resolve_tracking_uri(store_uri)
     exp = tracking.get_or_create_experiment(study, uri)
@@ -224,8 +258,21 @@ def test_diverged_is_finished_and_failed_is_failed(store_uri, study):
     run = client.get_run(div.run_id)
     assert run.info.status == "FINISHED" and run.data.tags[S.TAG_OUTCOME] == "diverged"
     values = [m.value for m in sorted(client.get_metric_history(div.run_id, "train_loss"), key=lambda m: m.step)]
-    # MLflow's SQL store keeps NaN and clamps +inf to the largest float (sys.float_info.max)
-    assert values[0] == 2.0 and values[1] >= sys.float_info.max and math.isnan(values[2])
+    # ±inf is recorded as non-finite (NaN, the sign in a tag), never as MLflow's clamped ±1.797e308
+    assert values[0] == 2.0 and math.isnan(values[1]) and math.isnan(values[2])
+    assert run.data.tags[tracking.runs.TAG_INFINITE] == "train_loss:+inf"
+    curves = Path(client.download_artifacts(div.run_id, "curves.csv", tempfile.mkdtemp())).read_text()
+    assert "\n2,inf" in curves  # the artifact keeps the value itself
+
+    # a param too long for MLflow: its start and a marker in the param, the whole value as an artifact
+    long = tracking.TrialLogger(uri, exp, parent, trial_key="long", tags=_trial_tags(study),
+                                params={"hp.note": "x" * 7000, "seed": 1})
+    long.start()
+    long.finish({"status": "completed"}, outcome="completed")
+    got = client.get_run(long.run_id).data.params
+    assert len(got["hp.note"]) <= 6000 and "whole value in artifact params/hp.note.txt" in got["hp.note"]
+    path = client.download_artifacts(long.run_id, "params/hp.note.txt", str(Path(tempfile.mkdtemp())))
+    assert Path(path).read_text() == "x" * 7000 and got["seed"] == "1"
 
     # an exception inside the context manager: FAILED with the error text, exception propagates
     bad = tracking.TrialLogger(uri, exp, parent, trial_key="bad", tags=_trial_tags(study))
@@ -403,6 +450,21 @@ def test_unreachable_postgresql_fails_fast_with_masked_password():
     with pytest.raises(tracking.TrackingStoreError, match="unreachable"):  # any first use fails fast too
         tracking.get_or_create_experiment("x", uri)
     assert time.monotonic() - t0 < 6
+
+
+def test_a_store_reached_before_is_waited_for_on_first_use(monkeypatch):
+    """A trial's worker (its driver reached the store) waits out an outage for the retry budget, then one line."""
+    from tracking.retry import StoreUnavailableError
+
+    monkeypatch.setenv("AMGT_STORE_RETRY_S", "3")
+    uri = f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{_free_port()}/mlflow"
+    tracking.expect_reachable(uri)
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as info:
+        tracking.get_client(uri)
+    assert time.monotonic() - t0 >= 2.5
+    msg = str(info.value)
+    assert "unreachable for 3 s" in msg and "s3cret" not in msg and "\n" not in msg
 
 
 @pytest.mark.postgres

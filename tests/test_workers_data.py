@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,11 +44,20 @@ def test_mnist_tensors_and_split(data_dir):
     tr2, va2 = D.split_indices(60000, 1 / 12, seed=5)
     assert torch.equal(va, va2)
     assert not torch.equal(va, D.split_indices(60000, 1 / 12, seed=6)[1])
-    # torchvision's own reader agrees with ours
+    # torchvision's own reader agrees with ours (it reads uncompressed files only: decompress a copy)
+    import gzip
+    import tempfile
+
     import torchvision
 
-    ref = torchvision.datasets.MNIST(str(data_dir), train=False, download=False)
-    assert torch.equal(ref.data, tx[:, 0]) and torch.equal(ref.targets, ty)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for p in D.mnist_paths(data_dir, "train") + D.mnist_paths(data_dir, "test"):
+            (raw / p.name.removesuffix(".gz")).write_bytes(gzip.decompress(p.read_bytes()) if p.suffix == ".gz"
+                                                           else p.read_bytes())
+        ref = torchvision.datasets.MNIST(tmp, train=False, download=False)
+        assert torch.equal(ref.data, tx[:, 0]) and torch.equal(ref.targets, ty)
 
 
 def test_mnist_missing_names_folder_files_and_how(tmp_path):
@@ -63,7 +73,7 @@ def test_mnist_truncated_file_is_a_clear_error(tmp_path, data_dir):
     raw.mkdir(parents=True)
     for f in (data_dir / "MNIST" / "raw").iterdir():
         shutil.copy(f, raw / f.name)
-    p = raw / "train-images-idx3-ubyte"
+    p = D.mnist_paths(tmp_path, "train")[0]  # uncompressed or .gz, as the data dir has it
     p.write_bytes(p.read_bytes()[:100_000])
     with pytest.raises(ValueError, match="Corrupt or truncated MNIST file .*train-images-idx3-ubyte"):
         D.load_mnist_tensors(tmp_path, "train")

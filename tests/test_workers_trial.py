@@ -81,6 +81,8 @@ def test_run_trial_contract_on_digits():
 def test_baseline_has_no_amgt_metrics_and_adam_state_is_smaller():
     a = workers.run_trial(_digits(optimizer="adam", epochs=1))
     b = workers.run_trial(_digits(optimizer="amgt", epochs=1))
+    # the implementation that ran (cost claim C5 states it): on CPU both defaults are the per-tensor loop
+    assert a["optimizer_impl"] == "torch.optim.Adam(loop)" and b["optimizer_impl"] == "amgt.AMGT(loop)"
     assert "amgt_lambda_mean" not in a
     n = sum(p.numel() for p in workers.models.DigitsCNN().parameters())
     n_tensors = len(list(workers.models.DigitsCNN().parameters()))
@@ -104,6 +106,13 @@ def test_divergence_is_a_status_with_metrics_so_far():
     assert len(reports) == 1 and res["epochs_completed"] == 1.0
     assert math.isnan(res["val_accuracy"]) and res["steps"] >= 1
     assert math.isnan(res["best_val_accuracy"])
+
+
+def test_optimizer_impl_names_the_path_that_ran():
+    fused = workers.run_trial(_digits(epochs=1, max_steps=3, hparams={"fused": True}))
+    assert fused["optimizer_impl"] == "amgt.AMGT(fused)"
+    fe = workers.run_trial(_digits(optimizer="sgd", epochs=1, max_steps=3, hparams={"foreach": True}))
+    assert fe["optimizer_impl"] == "torch.optim.SGD(foreach)"
 
 
 def test_max_steps_caps_the_trial():

@@ -18,18 +18,22 @@ from . import schema
 from .provenance import device_string, git_sha, package_versions, provenance_tags
 from .runs import (
     TrialLogger,
-    close_stale_runs,
     end_parent_run,
     find_parent_run,
     log_artifacts,
+    log_summary,
+    mark_training_experiment,
+    results_metrics,
     start_parent_run,
     trial_params,
 )
+from .stale import close_stale_runs
 from .store import (
     DEFAULT_TRACKING_URI,
     TrackingStoreError,
     check_tracking_store,
     default_artifact_root,
+    expect_reachable,
     get_client,
     get_or_create_experiment,
     mask_uri,
@@ -45,6 +49,7 @@ __all__ = [
     "check_tracking_store",
     "default_artifact_root",
     "get_client",
+    "expect_reachable",
     "get_or_create_experiment",
     "mask_uri",
     "store_kind",
@@ -55,6 +60,9 @@ __all__ = [
     "TrialLogger",
     "close_stale_runs",
     "trial_params",
+    "log_summary",
+    "mark_training_experiment",
+    "results_metrics",
     "git_sha",
     "device_string",
     "package_versions",

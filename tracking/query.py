@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from tracking import schema
+from tracking.search import PAGE_SIZE, any_run, run_filter, search_runs
 from tracking.store import DEFAULT_TRACKING_URI, get_client, resolve_tracking_uri
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "resolve_tracking_uri",  # re-exported from tracking.store
     "client_for",
     "list_studies",
+    "is_study",
     "experiment_ids",
     "load_runs",
     "load_parent_runs",
@@ -46,8 +48,6 @@ __all__ = [
     "HISTORY_SOURCES",
 ]
 
-#: Page size for ``search_runs``; MLflow's SQL stores accept up to 50,000, its REST API as many.
-PAGE_SIZE = 10_000
 HISTORY_SOURCES = ("metric_history", "artifact")
 _BASE_COLUMNS = ("run_id", "experiment_id", "study", "status", "start_time", "end_time")
 
@@ -93,11 +93,22 @@ def _all_experiments(client: MlflowClient):
             break
 
 
+def is_study(client: MlflowClient, experiment) -> bool:
+    """Whether an MLflow experiment holds a study: amgt-study recorded it (an ``amgt.*`` experiment tag), or
+    it has a run tagged ``study`` = its name (runs written through this package's tracking API).  Other
+    experiments in a shared server (MLflow's ``Default``, other projects') are not studies."""
+    if experiment.name == "Default":
+        return False
+    if any(k.startswith("amgt.") for k in (experiment.tags or {})):
+        return True
+    return any_run(client, [experiment.experiment_id], run_filter(study=experiment.name))
+
+
 def list_studies(tracking_uri: str | None = None) -> list[str]:
-    """Names of the studies in the store (one MLflow experiment per study; MLflow's ``Default`` excluded),
-    sorted. Raises ``FileNotFoundError`` for a missing SQLite file."""
+    """Names of the studies in the store (one MLflow experiment per study, :func:`is_study`), sorted.
+    Raises ``FileNotFoundError`` for a missing SQLite file."""
     client = client_for(tracking_uri)
-    return sorted(e.name for e in _all_experiments(client) if e.name != "Default")
+    return sorted(e.name for e in _all_experiments(client) if is_study(client, e))
 
 
 def experiment_ids(tracking_uri: str | None, studies: str | Sequence[str]) -> dict[str, str]:
@@ -110,16 +121,12 @@ def experiment_ids(tracking_uri: str | None, studies: str | Sequence[str]) -> di
     if not names:
         raise ValueError("no study named: pass at least one study name")
     client = client_for(tracking_uri)
-    by_name = {e.name: e.experiment_id for e in _all_experiments(client)}
-    unknown = [n for n in names if n not in by_name]
+    by_name = {e.name: e for e in _all_experiments(client)}
+    unknown = [n for n in names if n not in by_name or not is_study(client, by_name[n])]
     if unknown:
-        raise UnknownStudyError(unknown, sorted(n for n in by_name if n != "Default"),
+        raise UnknownStudyError(unknown, sorted(n for n, e in by_name.items() if is_study(client, e)),
                                 resolve_tracking_uri(tracking_uri))
-    return {n: by_name[n] for n in names}
-
-
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "\\'") + "'"
+    return {n: by_name[n].experiment_id for n in names}
 
 
 def _wanted(columns: set[str] | None):
@@ -214,22 +221,8 @@ def load_runs(
     wanted = set(columns) if columns is not None else None
     rows: list[dict] = []
     for p in phases:
-        clauses = []
-        if role is not None:
-            clauses.append(f"tags.{schema.TAG_ROLE} = {_quote(role)}")
-        if p is not None:
-            clauses.append(f"tags.{schema.TAG_PHASE} = {_quote(p)}")
-        if extra_filter:
-            clauses.append(extra_filter)
-        token = None
-        while True:
-            page = client.search_runs(list(ids.values()), filter_string=" and ".join(clauses),
-                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=page_size,
-                                      page_token=token)
-            rows.extend(_run_rows(page, study_of, wanted))
-            token = page.token
-            if not token:
-                break
+        flt = run_filter(role=role, phase=p, extra=extra_filter)
+        rows.extend(_run_rows(search_runs(client, list(ids.values()), flt, page_size=page_size), study_of, wanted))
     return _frame(rows, columns)
 
 

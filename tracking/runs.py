@@ -7,7 +7,7 @@ driver and in Ray worker processes, on every supported store (see :mod:`tracking
 Run statuses (MLflow's): a completed or diverged trial ends ``FINISHED`` with tag
 ``outcome=completed|diverged``; a trial that raised ends ``FAILED`` with ``outcome=failed`` and its
 error text in tag ``error``. A run is never left ``RUNNING`` by this module; runs left ``RUNNING``
-by a killed worker process are closed by :func:`close_stale_runs` on resume.
+by a killed worker process are closed by :func:`tracking.stale.close_stale_runs` on resume.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import io
 import json
 import logging
 import math
+import re
 import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from . import schema as S
+from .search import quote, run_filter, search_runs
 from .store import get_client, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -35,9 +37,10 @@ __all__ = [
     "log_artifacts",
     "find_parent_run",
     "TrialLogger",
-    "close_stale_runs",
     "trial_params",
-    "search_all_runs",
+    "log_summary",
+    "mark_training_experiment",
+    "results_metrics",
 ]
 
 _log = logging.getLogger(__name__)
@@ -48,20 +51,12 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VAL_LENGTH = 6000
 MAX_TAG_VAL_LENGTH = 8000
+TAG_INFINITE = "metrics_infinite"   # "train_loss:+inf,val_loss:-inf": metrics logged as NaN because they were ±inf
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 STALE_ERROR = "run left RUNNING (worker process killed or lost); closed as FAILED by close_stale_runs on resume"
 
 
 # ---- small helpers -------------------------------------------------------------------------------
-
-
-def _quote(value: str) -> str:
-    """A string literal for an MLflow search filter (no escape syntax exists: pick a free quote)."""
-    value = str(value)
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(f"tag value {value!r} holds both quote characters; it cannot be searched in MLflow")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -96,17 +91,38 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-def _str_dict(values: Mapping[str, Any] | None, limit: int) -> dict[str, str]:
+def _texts(values: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in (values or {}).items():
         if value is None:
             continue
-        if isinstance(value, (dict, list, tuple)):
-            text = json.dumps(value, sort_keys=True, default=str)
-        else:
-            text = str(value)
-        out[str(key)] = _clip(text, limit)
+        out[str(key)] = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list, tuple)) \
+            else str(value)
     return out
+
+
+def _str_dict(values: Mapping[str, Any] | None, limit: int) -> dict[str, str]:
+    """Tag values as text, each clipped to ``limit`` (head and tail kept, the cut marked)."""
+    return {k: _clip(v, limit) for k, v in _texts(values).items()}
+
+
+def param_artifact(key: str) -> str:
+    """Where the whole value of a param too long for MLflow is kept: artifact ``params/<key>.txt``."""
+    return f"params/{_SAFE_NAME.sub('_', key)}.txt"
+
+
+def _param_dict(values: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Param values as text fitting MLflow's limit, and ``{artifact path: whole value}`` of those that do
+    not: such a param holds its start and a marker naming the artifact with the whole value."""
+    fitted, whole = {}, {}
+    for key, text in _texts(values).items():
+        if len(text) <= MAX_PARAM_VAL_LENGTH:
+            fitted[key] = text
+            continue
+        marker = f" ...[clipped: {len(text):,} characters in all, whole value in artifact {param_artifact(key)}]"
+        fitted[key] = text[: MAX_PARAM_VAL_LENGTH - len(marker)] + marker
+        whole[param_artifact(key)] = text
+    return fitted, whole
 
 
 def _log_params_tags(client: "MlflowClient", run_id: str, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
@@ -121,12 +137,23 @@ def _log_params_tags(client: "MlflowClient", run_id: str, params: Mapping[str, s
         )
 
 
-def _log_metrics(client: "MlflowClient", run_id: str, rows: Iterable[tuple[str, float, int]]) -> int:
-    """Log (key, value, step) triples with log_batch in chunks of MLflow's limit; returns the count."""
+def _log_metrics(client: "MlflowClient", run_id: str, rows: Iterable[tuple[str, float, int]],
+                 infinite: dict[str, str] | None = None) -> int:
+    """Log (key, value, step) triples with log_batch in chunks of MLflow's limit; returns the count.
+
+    MLflow's SQL stores clamp ±inf to ±1.797e308 (a "latest val_loss" of −1.797e308 reads as a number):
+    ±inf is logged as NaN instead, and its sign kept in ``infinite`` ({key: "+inf" | "-inf"}) for the run's
+    tag :data:`TAG_INFINITE`."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [Metric(key, value, now, step) for key, value, step in rows]
+    metrics = []
+    for key, value, step in rows:
+        if math.isinf(value):
+            if infinite is not None:
+                infinite[key] = "+inf" if value > 0 else "-inf"
+            value = math.nan
+        metrics.append(Metric(key, value, now, step))
     for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=list(chunk))
     return len(metrics)
@@ -168,20 +195,6 @@ def log_artifacts(tracking_uri: str, run_id: str, artifacts: Mapping[str, Any] |
             client.log_text(run_id, json.dumps(content, indent=2, sort_keys=True, default=str), name)
 
 
-def search_all_runs(client: "MlflowClient", experiment_ids: list[str], filter_string: str,
-                    order_by: list[str] | None = None) -> list["Run"]:
-    """All runs matching ``filter_string`` (MLflow search syntax), following page tokens."""
-    runs: list = []
-    token = None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000,
-                                  order_by=order_by, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """MLflow params of a trial from its workers config: :data:`schema.PARAMS_TRIAL` keys present,
     plus ``hp.<name>`` for each entry of ``config["hparams"]`` (e.g. ``hp.lr``, ``hp.tau``)."""
@@ -191,15 +204,61 @@ def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+def results_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """``{"results/<metric>": value}`` for the finite :data:`schema.METRICS_HEADLINE` values in ``values``
+    (a trial's final values; see :data:`schema.RESULTS_PREFIX` for why they are logged twice)."""
+    out = {}
+    for key in S.METRICS_HEADLINE:
+        v = _as_float(values.get(key))
+        if v is not None and math.isfinite(v):
+            out[S.RESULTS_PREFIX + key] = v
+    return out
+
+
+def _new_params(run: "Run", params: Mapping[str, str]) -> dict[str, str]:
+    """The params not on ``run`` yet; a param already there with another value is kept (MLflow params are
+    immutable) and named in a warning."""
+    old, run_id = run.data.params, run.info.run_id
+    changed = sorted(k for k, v in params.items() if k in old and old[k] != v)
+    if changed:
+        _log.warning("run %s: params %s differ from the values logged first and are kept as they were (MLflow "
+                     "params are immutable)", run_id, changed)
+    return {k: v for k, v in params.items() if k not in old}
+
+
+def log_summary(tracking_uri: str, run_id: str, metrics: Mapping[str, float] | None = None,
+                params: Mapping[str, Any] | None = None) -> None:
+    """Log a parent run's summary: ``metrics`` at ``step = 0`` (logged again they replace the earlier value:
+    the latest timestamp wins at equal steps; non-finite values are left out) and the ``params`` not logged
+    yet (MLflow params are immutable: one already there keeps its value, with a warning if it differs)."""
+    client = get_client(tracking_uri)
+    rows = [(k, v, 0) for k, v in ((k, _as_float(v)) for k, v in (metrics or {}).items())
+            if v is not None and math.isfinite(v)]
+    if rows:
+        _log_metrics(client, run_id, rows)
+    if params:
+        _log_params_tags(client, run_id, _new_params(client.get_run(run_id), _str_dict(params, MAX_PARAM_VAL_LENGTH)), {})
+
+
+def mark_training_experiment(tracking_uri: str, experiment_id: str, description: str | None = None) -> None:
+    """Tag the experiment so the MLflow UI opens it in its training layout (:data:`schema.TAG_EXPERIMENT_KIND`),
+    and give it ``description`` (``mlflow.note.content``) when it has none."""
+    client = get_client(tracking_uri)
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(S.TAG_EXPERIMENT_KIND) != S.EXPERIMENT_KIND_TRAINING:
+        client.set_experiment_tag(experiment_id, S.TAG_EXPERIMENT_KIND, S.EXPERIMENT_KIND_TRAINING)
+    if description and not tags.get(S.TAG_NOTE):
+        client.set_experiment_tag(experiment_id, S.TAG_NOTE, description)
+
+
 # ---- parent runs ---------------------------------------------------------------------------------
 
 
 def find_parent_run(tracking_uri: str, experiment_id: str, *, study: str, phase: str) -> "Run | None":
     """The oldest active parent run of (study, phase) in the experiment, or None."""
     client = get_client(tracking_uri)
-    flt = (f"tags.{S.TAG_ROLE} = {_quote(S.ROLE_PARENT)} and tags.{S.TAG_STUDY} = {_quote(study)} "
-           f"and tags.{S.TAG_PHASE} = {_quote(phase)}")
-    runs = search_all_runs(client, [experiment_id], flt, order_by=["attributes.start_time ASC"])
+    flt = run_filter(role=S.ROLE_PARENT, study=study, phase=phase)
+    runs = search_runs(client, [experiment_id], flt, order_by=["attributes.start_time ASC"])
     return runs[0] if runs else None
 
 
@@ -223,7 +282,7 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, study: str, phase
     client = get_client(uri)
     all_tags = _str_dict(tags, MAX_TAG_VAL_LENGTH)
     all_tags.update({S.TAG_ROLE: S.ROLE_PARENT, S.TAG_STUDY: study, S.TAG_PHASE: phase, S.TAG_KIND: kind})
-    new_params = _str_dict(params, MAX_PARAM_VAL_LENGTH)
+    new_params, whole = _param_dict(params)
     run = find_parent_run(uri, experiment_id, study=study, phase=phase)
     if run is None:
         run = client.create_run(experiment_id, tags=all_tags, run_name=f"{study}/{phase}")
@@ -231,15 +290,10 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, study: str, phase
         _log_params_tags(client, run_id, new_params, {})
     else:
         run_id = run.info.run_id
-        old = run.data.params
-        changed = sorted(k for k, v in new_params.items() if k in old and old[k] != v)
-        if changed:
-            _log.warning("parent run %s of %s/%s: params %s differ from the first run's and are kept as "
-                         "they were (MLflow params are immutable)", run_id, study, phase, changed)
         if run.info.status != "RUNNING":
             client.update_run(run_id, status="RUNNING")
-        _log_params_tags(client, run_id, {k: v for k, v in new_params.items() if k not in old}, all_tags)
-    log_artifacts(uri, run_id, artifacts)
+        _log_params_tags(client, run_id, _new_params(run, new_params), all_tags)
+    log_artifacts(uri, run_id, {**whole, **(artifacts or {})})
     return run_id
 
 
@@ -283,25 +337,36 @@ class TrialLogger:
             ``trial_key`` and the git commit (when in a git checkout) are added.
         params: run params (strings in MLflow); see :func:`trial_params` for the schema's names.
         run_name: MLflow run name; default ``trial_key``.
+        system_metrics: log MLflow's system metrics (CPU, memory, disk, network, GPU when ``pynvml`` is
+            installed; ``system/*``, every ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` s, default 10) while
+            the run is open, with MLflow's ``SystemMetricsMonitor`` (what ``mlflow.start_run(
+            log_system_metrics=True)`` starts).  None: as MLflow's ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING``.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str | None, *, trial_key: str,
                  tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-                 run_name: str | None = None):
+                 run_name: str | None = None, system_metrics: bool | None = None):
         if not isinstance(trial_key, str) or not trial_key:
             raise ValueError(f"trial_key must be a non-empty string, got {trial_key!r}")
-        _quote(trial_key)  # searchable
+        quote(trial_key)  # searchable
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_id = str(experiment_id)
         self.parent_run_id = parent_run_id
         self.trial_key = trial_key
         self.run_name = run_name or trial_key
         self.tags = _str_dict(tags, MAX_TAG_VAL_LENGTH)
-        self.params = _str_dict(params, MAX_PARAM_VAL_LENGTH)
+        self.params, self._whole_params = _param_dict(params)
+        self.infinite: dict[str, str] = {}
         self.run_id: str | None = None
         self.finished = False
         self._rows: list[dict[str, float]] = []
         self._client: MlflowClient | None = None
+        if system_metrics is None:
+            from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+
+            system_metrics = bool(MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get())
+        self.system_metrics = system_metrics
+        self._monitor = None
 
     @property
     def client(self) -> "MlflowClient":
@@ -316,8 +381,8 @@ class TrialLogger:
         Returns ``{"run_id", "status", "outcome", "tags", "params", "metrics"}`` (latest metric
         values). FAILED runs do not count: a failed trial is run again on resume.
         """
-        flt = f"tags.{S.TAG_TRIAL_KEY} = {_quote(self.trial_key)} and attributes.status = 'FINISHED'"
-        runs = search_all_runs(self.client, [self.experiment_id], flt, order_by=["attributes.end_time DESC"])
+        flt = run_filter(trial_key=self.trial_key, status="FINISHED")
+        runs = search_runs(self.client, [self.experiment_id], flt, order_by=["attributes.end_time DESC"])
         if not runs:
             return None
         run = runs[0]
@@ -350,16 +415,41 @@ class TrialLogger:
         self.run_id = run.info.run_id
         try:
             _log_params_tags(self.client, self.run_id, self.params, {})
+            log_artifacts(self.tracking_uri, self.run_id, self._whole_params)
         except BaseException as exc:
             self._terminate_failed(f"logging params failed: {exc!r}")
             raise
+        if self.system_metrics:
+            self._start_monitor()
         return self.run_id
+
+    def _start_monitor(self) -> None:
+        """Start MLflow's system-metrics monitor on this run (best effort: a failure is a warning)."""
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(self.run_id, tracking_uri=self.tracking_uri)
+            self._monitor.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. psutil missing: the trial runs without them
+            self._monitor = None
+            _log.warning("run %s: system metrics not logged: %s", self.run_id, exc)
+
+    def _terminate(self, status: str) -> None:
+        """Stop the system-metrics monitor (its last samples are logged), then end the run with ``status``."""
+        if self._monitor is not None:
+            monitor, self._monitor = self._monitor, None
+            try:
+                monitor.finish()
+            except Exception as exc:  # noqa: BLE001
+                _log.warning("run %s: stopping the system metrics monitor failed: %s", self.run_id, exc)
+        self.client.set_terminated(self.run_id, status=status)
 
     def log_epoch(self, metrics: Mapping[str, Any], epoch: int) -> None:
         """Log one epoch's metrics in one ``log_batch`` call (chunked at MLflow's 1000), step = epoch.
 
-        Non-numeric values and the ``"epoch"`` key are skipped; NaN/inf are logged (a diverging loss
-        is a result; MLflow's SQL store keeps NaN and clamps ±inf to ±``sys.float_info.max``). The row is kept for the ``curves.csv`` artifact.
+        Non-numeric values and the ``"epoch"`` key are skipped; NaN is logged (a diverging loss is a result);
+        ±inf is logged as NaN with its sign in tag :data:`TAG_INFINITE` (MLflow's SQL stores would clamp it to
+        ±``sys.float_info.max``). The row, ±inf included, is kept for the ``curves.csv`` artifact.
         """
         if self.run_id is None:
             self.start()
@@ -371,7 +461,7 @@ class TrialLogger:
             num = _as_float(value)
             if num is not None:
                 row[str(key)] = num
-        _log_metrics(self.client, self.run_id, ((k, v, epoch) for k, v in row.items()))
+        _log_metrics(self.client, self.run_id, ((k, v, epoch) for k, v in row.items()), self.infinite)
         self._rows.append({"epoch": float(epoch), **row})
 
     def finish(self, result: Mapping[str, Any] | None = None, *, outcome: str, error: str | None = None,
@@ -381,7 +471,8 @@ class TrialLogger:
 
         Logs, before terminating: the per-epoch ``result["history"]`` if no epoch was logged through
         :meth:`log_epoch` (batched), the final metrics (:data:`schema.METRICS_FINAL` keys of
-        ``result`` that are finite, step = last epoch), tags ``outcome``, ``error`` and ``device``
+        ``result`` that are finite, and unless ``failed`` the final values of the headline metrics as
+        ``results/<metric>``; all at step 0, see :data:`schema.RESULTS_PREFIX`), tags ``outcome``, ``error`` and ``device``
         (from ``result["device"]`` unless given), and the artifacts ``config.json`` (``config``)
         and ``curves.csv`` (one row per epoch). If logging itself fails, the run still ends — as
         FAILED with the logging error in tag ``error`` — and the exception propagates.
@@ -406,18 +497,28 @@ class TrialLogger:
                            if v is not None}
                     rows.append({"epoch": float(epoch), **row})
                 _log_metrics(self.client, self.run_id,
-                             ((k, v, int(r["epoch"])) for r in rows for k, v in r.items() if k != "epoch"))
+                             ((k, v, int(r["epoch"])) for r in rows for k, v in r.items() if k != "epoch"),
+                             self.infinite)
                 self._rows = rows
-            last = int(self._rows[-1]["epoch"]) if self._rows else 0
             finals = {k: _as_float(result.get(k)) for k in S.METRICS_FINAL}
-            _log_metrics(self.client, self.run_id,
-                         ((k, v, last) for k, v in finals.items() if v is not None and math.isfinite(v)))
+            finals = {k: v for k, v in finals.items() if v is not None and math.isfinite(v)}
+            if outcome != "failed":
+                last = {**(self._rows[-1] if self._rows else {}), **{k: v for k, v in result.items() if k != "history"}}
+                finals.update(results_metrics({**last, **finals}))
+            # step 0: values of the trial as a whole (MLflow's charts draw them as bars, see schema.RESULTS_PREFIX)
+            _log_metrics(self.client, self.run_id, ((k, v, 0) for k, v in finals.items()))
             tags = {S.TAG_OUTCOME: outcome}
+            if self.infinite:
+                tags[TAG_INFINITE] = ",".join(f"{k}:{v}" for k, v in sorted(self.infinite.items()))
             if error:
                 tags[S.TAG_ERROR] = _clip(str(error), MAX_TAG_VAL_LENGTH)
             if result.get("device") and S.TAG_DEVICE not in self.tags:
                 tags[S.TAG_DEVICE] = str(result["device"])
             _log_params_tags(self.client, self.run_id, {}, tags)
+            if killed:
+                # Interrupted: end the run first (the worker may be stopped any moment now); artifacts after.
+                self._terminate("KILLED")
+                self.finished = True
             artifacts: dict[str, Any] = {}
             if config is not None:
                 artifacts[S.ARTIFACT_CONFIG] = dict(config)
@@ -425,12 +526,13 @@ class TrialLogger:
                 artifacts[S.ARTIFACT_CURVES] = self.curves_csv()
             log_artifacts(self.tracking_uri, self.run_id, artifacts)
         except BaseException as exc:
-            self._terminate_failed(f"{error + chr(10) if error else ''}logging the trial's results failed: "
-                                   f"{''.join(traceback.format_exception_only(type(exc), exc)).strip()}")
+            if not self.finished:
+                self._terminate_failed(f"{error + chr(10) if error else ''}logging the trial's results failed: "
+                                       f"{''.join(traceback.format_exception_only(type(exc), exc)).strip()}")
             raise
-        failed_status = "KILLED" if killed else "FAILED"
-        self.client.set_terminated(self.run_id, status=failed_status if outcome == "failed" else "FINISHED")
-        self.finished = True
+        if not self.finished:
+            self._terminate("FAILED" if outcome == "failed" else "FINISHED")
+            self.finished = True
 
     def curves_csv(self) -> str:
         """The per-epoch rows as CSV: ``epoch``, then :data:`schema.METRICS_EPOCH` present, then others."""
@@ -444,14 +546,25 @@ class TrialLogger:
         return buf.getvalue()
 
     def _terminate_failed(self, error: str) -> None:
-        """Best effort: tag and end the run FAILED (used when logging itself broke)."""
+        """Best effort: tag and end the run FAILED (used when logging itself broke).  A run the driver has
+        already ended (study/attempts.py: a trial ASHA stopped is closed FINISHED while its worker is torn
+        down) is left as it is: a worker's late failure must not overwrite the result of record."""
+        try:
+            status = self.client.get_run(self.run_id).info.status
+        except Exception:  # noqa: BLE001 - the store may be the thing that broke: try to end the run below
+            status = "RUNNING"
+        if status != "RUNNING":
+            _log.warning("run %s was already ended %s; not marking it FAILED (%s)", self.run_id, status,
+                         error.splitlines()[-1] if error else "")
+            self.finished = True
+            return
         try:
             self.client.set_tag(self.run_id, S.TAG_OUTCOME, "failed")
             self.client.set_tag(self.run_id, S.TAG_ERROR, _clip(error, MAX_TAG_VAL_LENGTH))
         except Exception:  # the store may be the thing that broke; still try to end the run
             pass
         try:
-            self.client.set_terminated(self.run_id, status="FAILED")
+            self._terminate("FAILED")
             self.finished = True
         except Exception:
             _log.error("could not mark run %s FAILED; close_stale_runs will on resume", self.run_id)
@@ -479,38 +592,3 @@ class TrialLogger:
         else:
             self.finish(None, outcome="failed", error="trial ended without TrialLogger.finish()")
         return False
-
-
-# ---- resume ------------------------------------------------------------------------------------------
-
-
-def close_stale_runs(tracking_uri: str, study: str, *, experiment_id: str | None = None,
-                     phase: str | None = None, reason: str = STALE_ERROR, status: str = "FAILED") -> list[str]:
-    """Mark the study's trial runs still ``RUNNING`` as ``status`` (``FAILED``, or ``KILLED`` for an
-    interrupted driver; ``outcome=failed``, ``error=reason``).
-
-    For the resume path, before new trials start: a worker process that was killed (OOM, node
-    lost, Ctrl-C on the driver) leaves its child run RUNNING. Only call it when no trial of the
-    study is running. The experiment is ``experiment_id`` or the one named ``study``.
-
-    Returns:
-        The ids of the runs closed (empty when there is no such experiment or no stale run).
-    """
-    uri = resolve_tracking_uri(tracking_uri)
-    client = get_client(uri)
-    if experiment_id is None:
-        exp = client.get_experiment_by_name(study)
-        if exp is None:
-            return []
-        experiment_id = exp.experiment_id
-    flt = (f"attributes.status = 'RUNNING' and tags.{S.TAG_ROLE} = {_quote(S.ROLE_TRIAL)} "
-           f"and tags.{S.TAG_STUDY} = {_quote(study)}")
-    if phase is not None:
-        flt += f" and tags.{S.TAG_PHASE} = {_quote(phase)}"
-    closed = []
-    for run in search_all_runs(client, [str(experiment_id)], flt):
-        run_id = run.info.run_id
-        _log_params_tags(client, run_id, {}, {S.TAG_OUTCOME: "failed", S.TAG_ERROR: reason})
-        client.set_terminated(run_id, status=status)
-        closed.append(run_id)
-    return closed

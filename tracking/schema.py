@@ -58,3 +58,38 @@ ARTIFACT_CURVES = "curves.csv"         # one row per epoch, columns = METRICS_EP
 ARTIFACT_STUDY = "study.yaml"          # parent: the validated study file
 ARTIFACT_FAIRNESS = "fairness.json"    # parent: trials per optimizer, search-space dimensions, seeds
 ARTIFACT_QUADRATIC = "quadratic_facts.json"  # quadratic study: computed facts (claims C11–C13)
+
+# ---- added for the reports' verdicts (issue 10); appended, read when present ------------------------------
+TAG_OPTIMIZER_IMPL = "optimizer_impl"        # trial: the implementation timed, e.g. "torch.optim.Adam(foreach)"
+PARAM_SEARCH_SEED = "search_seed"            # parent runs: the seed every search trial used (int)
+PARAM_FINAL_SEEDS = "final_seeds"            # parent runs: the final phase's seeds, comma-separated ints
+FAIRNESS_KEYS_PROTOCOL = ("search_seed", "final_seeds", "n_startup_trials")  # fairness.json (sampler start-up)
+METRICS_FINAL_OPTIONAL = (
+    "test_examples",   # size of the test set: an accuracy moves in steps of 1/test_examples
+    "num_classes",     # classes of a classification benchmark: chance accuracy = 1/num_classes
+)
+
+# ---- the MLflow UI as the study's dashboard (issue 14) ----------------------------------------------
+#: A trial's final values of the headline metrics, logged once at ``step = 0`` beside the per-epoch ones
+#: (which keep their names): MLflow 3.17's runs charts draw a metric whose latest value has ``step >= 1``
+#: as a line chart and one at step 0 as a bar chart (values, not single dots), and they list the sections
+#: named by a ``prefix/`` first (alphabetically), then "Model metrics" (unprefixed), then "System metrics".
+RESULTS_PREFIX = "results/"
+METRICS_HEADLINE = ("test_accuracy", "val_accuracy", "best_val_accuracy", "test_loss", "val_loss", "train_loss",
+                    "distance_to_optimum")
+#: Every setting of the optimizer a trial built (``torch.optim.Optimizer.defaults``: the class's defaults,
+#: the registry's paper defaults, the pinned values and the trial's hyperparameters), e.g. ``optim.betas``.
+PARAM_OPTIM_PREFIX = "optim."
+#: Parent-run summary metrics: ``<group>.<metric>_<stat>`` for each group of a phase (the optimizer; in a
+#: grid ``<optimizer>.lr<value>``), e.g. ``adam.test_accuracy_mean``, ``adam.test_accuracy_ci_low``.
+SUMMARY_STATS = ("mean", "std", "ci_low", "ci_high")
+SUMMARY_COUNTS = ("n", "trials", "failed", "diverged", "interrupted")  # ``adam.n``: finite values averaged
+#: Parent-run params of the chosen configuration: ``best.<optimizer>.<hparam>``, ``best.<optimizer>.optuna_trial``.
+PARAM_BEST_PREFIX = "best."
+#: Experiment tag read by the MLflow UI (3.x) to pick its layout: "custom_model_development" is the
+#: training layout (runs table and charts), "genai_development" the GenAI one (traces).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+TAG_NOTE = "mlflow.note.content"       # the description the UI shows (experiments and runs)
+#: Experiment tag prefix of a saved runs view (``?viewStateShareKey=<key>`` in the UI's URL).
+TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."

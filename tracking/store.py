@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "ARTIFACT_ROOT_ENV",
     "TrackingStoreError",
+    "StoreUnreachableError",
     "resolve_tracking_uri",
     "mask_uri",
     "store_kind",
@@ -67,6 +68,11 @@ class TrackingStoreError(RuntimeError):
 
     The message is one line naming the URI (password masked) and what to do.
     """
+
+
+class StoreUnreachableError(TrackingStoreError):
+    """The store did not answer (connection refused or timed out): maybe for a moment (a restart), so a
+    running study retries it (``tracking.retry``); before a study starts it is reported at once."""
 
 
 # ---- URIs ----------------------------------------------------------------------------------------
@@ -254,9 +260,9 @@ def _check_postgresql(uri: str, timeout: float) -> None:
             hint = "check the user and password in the URI"
         else:
             hint = "start PostgreSQL or fix host/port in the URI (MLFLOW_TRACKING_URI / --tracking-uri)"
-        raise TrackingStoreError(
-            f"MLflow PostgreSQL store {masked!r} is unreachable: {text}; {hint}"
-        ) from None
+        error = TrackingStoreError if "does not exist" in text or "password" in text or "authentication" in text \
+            else StoreUnreachableError
+        raise error(f"MLflow PostgreSQL store {masked!r} is unreachable: {text}; {hint}") from None
     finally:
         engine.dispose()
 
@@ -272,7 +278,7 @@ def _check_http(uri: str, timeout: float) -> None:
             body = resp.read(64).decode("utf-8", "replace").strip()
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrackingStoreError(
+        raise StoreUnreachableError(
             f"MLflow tracking server {masked!r} is unreachable ({_one_line(reason)}); {hint}"
         ) from None
     if body != "OK":
@@ -335,13 +341,14 @@ def _quiet_schema_logs() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _schema_init_lock(uri: str) -> Iterator[None]:
-    """Serialise MLflow's first-use schema creation between processes.
+def schema_lock(uri: str, app: str = "mlflow") -> Iterator[None]:
+    """Serialise an application's first-use schema creation in database ``uri`` between processes.
 
-    ``SqlAlchemyStore.__init__`` creates the tables of an empty database without a lock, so two
-    processes opening a fresh database at once can both try (and one fails on duplicate tables).
-    SQLite: an exclusive ``fcntl`` lock on a file in the temp directory named after the
-    database path (like MLflow's own server-side init lock); PostgreSQL: a session advisory lock.
+    MLflow's ``SqlAlchemyStore.__init__`` and Optuna's ``RDBStorage.__init__`` create the tables of an
+    empty database without a lock, so two processes opening a fresh database at once can both try (and
+    one fails on duplicate tables or types). SQLite: an exclusive ``fcntl`` lock on a file in the temp
+    directory named after the database path and ``app`` (like MLflow's own server-side init lock);
+    PostgreSQL: a session advisory lock keyed by ``app``.
     """
     kind = store_kind(uri)
     if kind == "sqlite":
@@ -353,7 +360,7 @@ def _schema_init_lock(uri: str) -> Iterator[None]:
         import tempfile
 
         digest = hashlib.sha1(str(_sqlite_path(uri)).encode("utf-8")).hexdigest()[:16]
-        lock_path = os.path.join(tempfile.gettempdir(), f"amgt-mlflow-init-{digest}.lock")
+        lock_path = os.path.join(tempfile.gettempdir(), f"amgt-{app}-init-{digest}.lock")
         with open(lock_path, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -363,7 +370,7 @@ def _schema_init_lock(uri: str) -> Iterator[None]:
     elif kind == "postgresql":
         import sqlalchemy
 
-        key = int.from_bytes(hashlib.sha1(b"amgt-mlflow-schema-init").digest()[:7], "big")
+        key = int.from_bytes(hashlib.sha1(f"amgt-{app}-schema-init".encode()).digest()[:7], "big")
         engine = sqlalchemy.create_engine(
             uri, connect_args={"connect_timeout": int(CONNECT_TIMEOUT_S)}, poolclass=sqlalchemy.pool.NullPool
         )
@@ -381,29 +388,109 @@ def _schema_init_lock(uri: str) -> Iterator[None]:
 
 
 _INITIALISED: set[str] = set()
+_REACHED_BEFORE: set[str] = set()
 
 
-def get_client(uri: str | None = None) -> "MlflowClient":
-    """An :class:`mlflow.MlflowClient` on the resolved ``uri``.
+def expect_reachable(uri: str | None) -> None:
+    """Declare that ``uri`` was reached before (by the study driver that started this worker): this process's
+    first :func:`get_client` then waits out an outage (retried, ``tracking.retry``) instead of failing fast.
 
-    The first client of a process on a SQL store is created after :func:`check_tracking_store`
-    and under a cross-process lock (see :func:`_schema_init_lock`) with MLflow's schema-migration
-    logs silenced; MLflow caches the store per URI, so later clients are cheap.
-
-    Raises:
-        TrackingStoreError: the store is unreachable (SQL stores, first client of the process).
+    Without it a process's first contact fails at once with one line (a mistyped host or port is reported in
+    seconds, not after the retry budget); later calls, and first calls after this declaration, are retried.
     """
+    _REACHED_BEFORE.add(resolve_tracking_uri(uri))
+
+
+def _check_sqlite_schema(uri: str) -> bool:
+    """Whether the SQLite store holds no tables yet; refuse, with the one command that repairs it, a SQLite store whose schema creation was cut short
+    (by a crash before this project created stores atomically, or an interrupted ``mlflow db upgrade``)."""
+    import sqlite3
+
+    path = _sqlite_path(uri)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as c:
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        runs = c.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    if not tables:
+        return True
+    if "alembic_version" in tables and not any(t.startswith("_alembic_tmp") for t in tables):
+        return False
+    if runs == 0:
+        raise TrackingStoreError(f"MLflow SQLite store {uri!r} is half-created (its schema creation was cut short) "
+                                 f"and holds no runs: remove it (rm {path}) and run again")
+    raise TrackingStoreError(f"MLflow SQLite store {uri!r} holds {runs} runs but its schema is half-migrated: back it "
+                             f"up (cp {path} {path}.bak), then run `mlflow db upgrade {uri}`")
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create a new SQLite store's schema in a temporary file, then rename it into place: a crash at any
+    moment leaves either no store or a complete one."""
     from mlflow import MlflowClient
 
+    path = _sqlite_path(uri)
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def get_client(uri: str | None = None):
+    """An :class:`mlflow.MlflowClient` on the resolved ``uri``, whose calls retry transient store errors
+    (``tracking.retry.RetryingClient``: a database restart or a short outage is waited out, then one clear
+    :class:`tracking.retry.StoreUnavailableError`).
+
+    The first client of a process on a SQL store is created after :func:`check_tracking_store` and under a
+    cross-process lock (:func:`schema_lock`) with MLflow's schema-migration logs silenced; a new SQLite store
+    is created in a temporary file and renamed into place (a crash cannot leave it half-made), and a store
+    left half-made is refused with the command that repairs it.  MLflow caches the store per URI, so later
+    clients are cheap.
+
+    Raises:
+        TrackingStoreError: the store is unreachable, half-created, or its schema is out of date.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from .retry import RetryingClient, call_with_retry
+
+    # MLflow prints "View run ... at: URL" to stdout whenever a run on an http:// store ends: one line per
+    # trial in the study's terminal output.  The MLflow UI links are in the study's own summary instead.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # One process (the driver, or a trial's worker) makes at most two store calls at once (its main thread
+    # and one helper thread): a small pool per process, so that a study's connections grow with its
+    # concurrency (workers + 1), not by 15 per process (SQLAlchemy's default pool of 5 + 10 overflow).
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "2")
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "2")
+    # MLflow logs every database error with its whole traceback (and the exception being handled around it):
+    # a restart would print pages.  The retries report the first cause in one line instead.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = resolve_tracking_uri(uri)
     if uri in _INITIALISED or store_kind(uri) == "http":
-        return MlflowClient(tracking_uri=uri)
-    check_tracking_store(uri)  # fail fast and clearly, not after MLflow's ~10 engine retries
-    with _schema_init_lock(uri), _quiet_schema_logs():
+        return RetryingClient(MlflowClient(tracking_uri=uri), uri)
+    # fail clearly, not after MLflow's ~10 engine retries.  A store this process was told was reached before
+    # (a trial's worker: its driver reached it) that is down for a moment (a restart) is waited out; a store
+    # never reached (a wrong host, port or password) fails at once.
+    if uri in _REACHED_BEFORE:
+        call_with_retry(check_tracking_store, uri, what=f"MLflow store {mask_uri(uri)}")
+    else:
+        check_tracking_store(uri)
+    with schema_lock(uri), _quiet_schema_logs():
+        if store_kind(uri) == "sqlite":
+            if not _sqlite_path(uri).exists() or _check_sqlite_schema(uri):
+                _create_sqlite_store(uri)
         client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # builds the store (and the schema) now
+        try:
+            call_with_retry(client.search_experiments, max_results=1,  # builds the store (and the schema) now
+                            what=f"MLflow store {mask_uri(uri)}")
+        except MlflowException as exc:
+            if "out-of-date database schema" in str(exc) or "upgrade" in str(exc).lower():
+                raise TrackingStoreError(f"MLflow store {mask_uri(uri)!r}: its schema is out of date or half-migrated; "
+                                         f"back it up, then run `mlflow db upgrade {mask_uri(uri)}`") from None
+            raise
     _INITIALISED.add(uri)
-    return client
+    return RetryingClient(client, uri)
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -87,7 +87,9 @@ def global_grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    if any(n.dtype != torch.float32 for n in norms):  # e.g. 16-bit or float64 gradients
+        norms = [n.float() for n in norms]
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:

@@ -24,6 +24,7 @@ from . import metrics as M
 from ._registry import available_benchmarks, get_benchmark
 from .checkpoint import CheckpointHook
 from .data import epoch_generator
+from .problem import Problem, check_evaluation
 
 __all__ = ["run_trial", "train_one_epoch", "resolve_config", "resolve_device", "EpochStats"]
 
@@ -170,9 +171,12 @@ def train_one_epoch(problem, optimizer: torch.optim.Optimizer, batches, device: 
     """Run optimizer steps over ``batches`` (one epoch, or until ``max_steps`` steps).
 
     Each step: zero the gradients, compute the loss, backpropagate, record the global gradient L2 norm
-    (before the step), ``optimizer.step()``. Every ``check_every`` steps (and at the end) the recorded
-    losses are checked: a non-finite loss, or one above ``divergence_factor × initial_loss`` (the trial's
-    first step's loss), stops the epoch with ``diverged=True``.
+    (before the step), ``optimizer.step()``. The per-step loss and norm stay on the device as 0-d
+    tensors and are copied to the host once, at the end of the epoch; every ``check_every`` steps (and at
+    the end) the losses since the last check are read once to check them: a non-finite loss, or one
+    above ``divergence_factor × initial_loss`` (the trial's first step's loss), stops the epoch with
+    ``diverged=True``. (``run_trial`` checks every step on CPU, where a read is not a device sync, and
+    every 50 steps on other devices.)
 
     Returns:
         (stats, initial_loss): the stats, and the trial's first loss (set on the trial's first step).
@@ -187,17 +191,19 @@ def train_one_epoch(problem, optimizer: torch.optim.Optimizer, batches, device: 
         nonlocal checked, initial_loss
         if checked == len(loss_buf):
             return False
-        recent = torch.stack(loss_buf[checked:]).double().cpu()
+        new = loss_buf[checked:]
+        # one host read for the losses since the last check (on CPU, every step: a read, not a sync)
+        recent = [new[0].item()] if len(new) == 1 else torch.stack(new).double().cpu().tolist()
         if initial_loss is None:
             initial_loss = float(recent[0])
         checked = len(loss_buf)
-        if not bool(torch.isfinite(recent).all()):
+        if not all(map(math.isfinite, recent)):
             stats.diverged, stats.reason = True, "non-finite loss"
             return True
         limit = divergence_factor * max(abs(initial_loss), 1e-12)
-        if float(recent.max()) > limit:
+        if max(recent) > limit:
             stats.diverged = True
-            stats.reason = f"loss {float(recent.max()):.4g} > {divergence_factor:g} × initial loss {initial_loss:.4g}"
+            stats.reason = f"loss {max(recent):.4g} > {divergence_factor:g} × initial loss {initial_loss:.4g}"
             return True
         return False
 
@@ -211,7 +217,9 @@ def train_one_epoch(problem, optimizer: torch.optim.Optimizer, batches, device: 
         loss.backward()
         norm_buf.append(M.global_grad_norm(params).detach())
         optimizer.step()
-        loss_buf.append(logged.detach().float().reshape(()))
+        if logged.dtype != torch.float32 or logged.dim() or logged.requires_grad:
+            logged = logged.detach().float().reshape(())
+        loss_buf.append(logged)
         stats.samples += problem.batch_size_of(batch)
         stats.steps += 1
         if stats.steps % check_every == 0 and check():
@@ -279,7 +287,8 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
 
     Args:
         config: a plain dict (as Ray Tune passes it). Keys: ``benchmark`` (see
-            :func:`workers.available_benchmarks`), ``optimizer`` (see :func:`amgt.available_optimizers`),
+            :func:`workers.available_benchmarks`, or an import path of a :class:`workers.Benchmark`),
+            ``optimizer`` (see :func:`amgt.available_optimizers`, or an import path ``"module:Attribute"``),
             ``hparams`` (optimizer keyword arguments), ``epochs``, ``batch_size``, ``seed``, ``device``
             (``"auto"``: CUDA when present), ``max_steps`` (cap on optimizer steps for the whole trial),
             ``data_dir`` (default ``$AMGT_DATA_DIR``, then ``~/.cache/amgt-study/data``), ``target``
@@ -297,8 +306,10 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None,
     Returns:
         The final epoch's metrics, the final metrics (``best_val_accuracy``, ``epochs_completed``,
         ``wall_time_s``, ``target_*``; NaN when a target was never reached), ``status``
-        (``"completed"`` | ``"diverged"``), ``diverged_reason``, ``device`` (str), ``history`` (the
-        per-epoch dicts) and ``config`` (the resolved config).
+        (``"completed"`` | ``"diverged"``), ``diverged_reason``, ``device`` (str), ``optimizer_impl``
+        (str: the implementation that ran, e.g. ``"amgt.AMGT(loop)"`` or ``"torch.optim.Adam(foreach)"``;
+        see :func:`amgt.optimizer_implementation`), ``history`` (the per-epoch dicts) and ``config``
+        (the resolved config).
 
     Raises:
         ValueError: unknown benchmark/optimizer (lists the valid names), a bad config field, corrupt data.
@@ -320,6 +331,9 @@ def _run(cfg: dict, report, checkpoint) -> dict:
     wall_start = time.perf_counter()
     _seed_everything(cfg["seed"], device, cfg["deterministic"])
     problem = bench.build(cfg, device)
+    if not isinstance(problem, Problem):
+        raise ValueError(f"benchmark {bench.name!r}: build() returned a {type(problem).__name__} without the "
+                         "members of workers.Problem (model, train_batches, batch_size_of, step_loss, evaluate)")
     model = problem.model
     optimizer = amgt.build_optimizer(cfg["optimizer"], model.parameters(), **cfg["hparams"])
 
@@ -370,7 +384,9 @@ def _run(cfg: dict, report, checkpoint) -> dict:
                 if cfg["evaluate_test"]:
                     rec.update(test_loss=math.nan, test_accuracy=math.nan)
         else:
-            rec.update(problem.evaluate(cfg["evaluate_test"]))
+            evaluation = problem.evaluate(cfg["evaluate_test"])
+            check_evaluation(bench.name, bench.kind, evaluation)
+            rec.update(evaluation)
         rec["epoch_time_s"] = stats.time_s
         rec["steps"] = total_steps
         if bench.kind == "classification":
@@ -405,5 +421,6 @@ def _run(cfg: dict, report, checkpoint) -> dict:
     result: dict[str, Any] = dict(_public(history[-1])) if history else {}
     result.update(_final_metrics(history, cfg["target"], bench.kind, wall))
     result.update(status=status, diverged_reason=reason, device=_device_label(device),
+                  optimizer_impl=amgt.optimizer_implementation(optimizer),
                   history=[_public(h) for h in history], config=cfg)
     return result

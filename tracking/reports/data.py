@@ -9,14 +9,25 @@ are fractions in [0, 1]), ``hp.<name>`` for each hyperparameter, and the per-run
 per-epoch curves:
 
 - ``epoch_time_median``: median of ``epoch_time_s`` over epochs (s);
-- ``val_loss_last5_sd``: sample standard deviation (ddof = 1) of ``val_loss`` over the last 5 epochs;
+- ``val_acc_sd_detrended``: σ over epochs of ``val_accuracy`` about its linear trend, last half of training
+  (``measures.detrended_sd``; fraction; NaN with fewer than 4 epochs in that half);
 - ``oscillation_mean``: mean over epochs of ``loss_oscillation``;
 - ``grad_sq_first`` / ``grad_sq_min``: the squared gradient norm at the first epoch / its minimum over
   epochs, from ``grad_norm`` (‖∇f(x)‖ at the epoch's last iterate, noise-free: function benchmarks) when
   the run logged it, else from ``grad_norm_mean`` (mean of the per-step norms); ``grad_source`` says which.
 
-Outcome: the ``outcome`` tag (completed | diverged | failed); a run without it is ``running`` while MLflow
-says RUNNING, ``failed`` when FAILED/KILLED, ``completed`` when FINISHED.
+One meaning per column: a metric column is MLflow's latest value (the last epoch's); a summary column is
+computed from the run's per-epoch history and is NaN when the history was not loaded (search-phase runs),
+never filled with the last epoch's value. A runs table that already carries a summary (a report's own
+``runs.csv`` read back, ``restore``) keeps it for runs without a history.
+``selection_overlap``: why a final-phase run replays its selected search trial ("" if it does not;
+``protocol.selection_overlap``); with ``overlap_rule = "exclude"`` (default) such runs are left out of
+every final-phase statistic (``usable``).
+
+Outcome: the ``outcome`` tag (completed | diverged | failed); a run MLflow says KILLED is ``interrupted``
+(stopped by a signal, Ctrl-C or a lost Ray node, not by its own code: never a failure of the optimizer, see
+claims/common.py ``failure_blocks``); a run without the tag is ``running`` while MLflow says RUNNING,
+``failed`` when FAILED, ``completed`` when FINISHED.
 
 One row per trial, not per attempt: a trial retried by Ray Tune (``max_failures``) or re-run by ``resume``
 has one MLflow run per attempt under the same ``trial_key``; its failed attempts are dropped when another
@@ -27,7 +38,6 @@ attempt completed, diverged or is running, and only its last failed attempt is k
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -39,6 +49,9 @@ import pandas as pd
 
 from tracking import query, schema
 
+from .measures import detrended_sd
+from .protocol import selection_overlap
+
 __all__ = ["ReportData", "HISTORY_METRICS", "EXPECTED_PHASES", "USABLE_OUTCOMES", "TRAINING_PARAMS"]
 
 HISTORY_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy", "epoch_time_s",
@@ -48,6 +61,8 @@ EXPECTED_PHASES = {"comparison": ("search", "final"), "sensitivity": ("grid",), 
                    "quadratic": ("quadratic",)}
 #: Runs that enter the statistics: a diverged run is a result (it keeps the accuracy it recorded).
 USABLE_OUTCOMES = ("completed", "diverged")
+#: attempts that ended without a result: another attempt of the same trial replaces them
+UNFINISHED_OUTCOMES = ("failed", "interrupted")
 #: How long a trial trained (its MLflow params, ``schema.PARAMS_TRIAL``): numeric columns of ``runs``,
 #: NaN when not logged (``max_steps`` NaN: every epoch ran in full).
 TRAINING_PARAMS = ("epochs", "batch_size", "max_steps")
@@ -55,8 +70,9 @@ TRAINING_PARAMS = ("epochs", "batch_size", "max_steps")
 _TAGS = {"study": schema.TAG_STUDY, "phase": schema.TAG_PHASE, "optimizer": schema.TAG_OPTIMIZER,
          "benchmark": schema.TAG_BENCHMARK, "seed": schema.TAG_SEED, "outcome": schema.TAG_OUTCOME,
          "device": schema.TAG_DEVICE, "git_sha": schema.TAG_GIT_SHA, "error": schema.TAG_ERROR,
-         "optuna_trial": schema.TAG_OPTUNA_TRIAL, "trial_key": schema.TAG_TRIAL_KEY}
-_METRICS = tuple(dict.fromkeys(schema.METRICS_EPOCH + schema.METRICS_FINAL))
+         "optuna_trial": schema.TAG_OPTUNA_TRIAL, "trial_key": schema.TAG_TRIAL_KEY,
+         "optimizer_impl": schema.TAG_OPTIMIZER_IMPL}
+_METRICS = tuple(dict.fromkeys(schema.METRICS_EPOCH + schema.METRICS_FINAL + schema.METRICS_FINAL_OPTIONAL))
 
 
 def _trial_columns() -> list[str]:
@@ -74,7 +90,7 @@ def _superseded_attempts(runs: pd.DataFrame) -> pd.Series:
         return mask
     keyed = runs[runs["trial_key"].notna() & (runs["trial_key"].astype(str) != "")]
     for _, group in keyed.groupby(["study", "trial_key"], dropna=False):
-        failed = group[group["outcome"] == "failed"]
+        failed = group[group["outcome"].isin(UNFINISHED_OUTCOMES)]
         if len(group) < 2 or failed.empty:
             continue
         if len(failed) < len(group):
@@ -86,11 +102,13 @@ def _superseded_attempts(runs: pd.DataFrame) -> pd.Series:
 
 
 def _outcome(status: str, tag) -> str:
+    if status == "KILLED":
+        return "interrupted"
     if isinstance(tag, str) and tag in schema.OUTCOMES:
         return tag
     if status == "RUNNING" or status == "SCHEDULED":
         return "running"
-    if status in ("FAILED", "KILLED"):
+    if status == "FAILED":
         return "failed"
     return "completed"
 
@@ -137,13 +155,15 @@ class ReportData:
     missing: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
     retried_attempts: int = 0   # failed attempts of trials that were run again (not rows of ``runs``)
+    fairness: dict = field(default_factory=dict)          # study -> fairness.json of its parent runs
+    overlap_rule: str = "exclude"                         # VerdictSettings.overlap_rule
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def from_frames(cls, runs: pd.DataFrame, histories: pd.DataFrame | None = None, *,
                     studies: Sequence[str] | None = None, parents: pd.DataFrame | None = None,
                     quadratic_facts: dict | None = None, missing: list[str] | None = None,
-                    tracking_uri: str | None = None) -> "ReportData":
+                    tracking_uri: str | None = None, fairness: dict | None = None) -> "ReportData":
         """Normalise a clean ``runs`` table (missing columns filled: NaN metrics, outcome from status)
         and derive the per-run curve summaries from ``histories`` (long: run_id, metric, step, value)."""
         runs = runs.copy()
@@ -164,10 +184,13 @@ class ReportData:
         runs = runs[~superseded].reset_index(drop=True)
         hist = histories if histories is not None else pd.DataFrame(columns=["run_id", "metric", "step", "value"])
         runs = _summarise(runs, hist)
+        parents = parents if parents is not None else pd.DataFrame()
+        runs["selection_overlap"] = selection_overlap(runs, parents)
         return cls(studies=list(studies or sorted(runs["study"].dropna().unique())), runs=runs,
-                   histories=hist, parents=parents if parents is not None else pd.DataFrame(),
+                   histories=hist, parents=parents,
                    quadratic_facts=dict(quadratic_facts or {}), missing=list(missing or []),
-                   tracking_uri=tracking_uri, retried_attempts=int(superseded.sum()))
+                   tracking_uri=tracking_uri, retried_attempts=int(superseded.sum()),
+                   fairness=dict(fairness or {}))
 
     @classmethod
     def load(cls, studies: Sequence[str], tracking_uri: str | None = None, *,
@@ -186,29 +209,39 @@ class ReportData:
         ended = runs[(runs["phase"] != "search") & (runs["status"] != "RUNNING")]
         hist = query.load_histories(tracking_uri, ended["run_id"], HISTORY_METRICS, source=history_source)
         facts, fact_notes = _quadratic_facts(tracking_uri, parents)
+        fairness = _fairness(tracking_uri, parents)
         data = cls.from_frames(runs, hist, studies=studies, parents=parents, quadratic_facts=facts,
-                               tracking_uri=tracking_uri)
+                               tracking_uri=tracking_uri, fairness=fairness)
         data.missing = completeness(studies, parents, data.runs) + fact_notes
         return data
 
     # ---- selections --------------------------------------------------------------------------
     def usable(self, phase: str | Sequence[str] | None = None, benchmark: str | None = None) -> pd.DataFrame:
-        """Runs that enter statistics (completed or diverged), optionally of a phase and benchmark."""
+        """Runs that enter statistics (completed or diverged), optionally of a phase and benchmark; with
+        ``overlap_rule == "exclude"`` without the final-phase runs that replay their selection."""
         r = self.runs[self.runs["outcome"].isin(USABLE_OUTCOMES)]
+        if self.overlap_rule == "exclude" and "selection_overlap" in r:
+            r = r[r["selection_overlap"].fillna("") == ""]
         if phase is not None:
             r = r[r["phase"].isin([phase] if isinstance(phase, str) else list(phase))]
         if benchmark is not None:
             r = r[r["benchmark"] == benchmark]
         return r
 
+    def replayed(self, benchmark: str | None = None) -> pd.DataFrame:
+        """Final-phase runs that replay their selected search trial (``selection_overlap`` set)."""
+        r = self.runs[(self.runs["phase"] == "final") & (self.runs["selection_overlap"].fillna("") != "")]
+        return r if benchmark is None else r[r["benchmark"] == benchmark]
+
+    def with_overlap_rule(self, rule: str) -> "ReportData":
+        """A shallow copy that applies ``rule`` ("exclude" or "flag")."""
+        from dataclasses import replace
+
+        return replace(self, overlap_rule=rule)
+
     def curves(self, run_ids: Sequence[str], metric: str) -> pd.DataFrame:
         h = self.histories
         return h[(h["metric"] == metric) & (h["run_id"].isin(list(run_ids)))]
-
-
-def _last5_sd(v: pd.Series) -> float:
-    tail = v.to_numpy(dtype=float)[-5:]
-    return float(np.std(tail, ddof=1)) if tail.size >= 2 and np.isfinite(tail).all() else np.nan
 
 
 def _finite_mean(v: pd.Series) -> float:
@@ -227,7 +260,7 @@ def _min_sq(v: pd.Series) -> float:
 
 _SUMMARIES = (  # (column, metric, reducer over the run's epochs in order)
     ("epoch_time_median", "epoch_time_s", lambda v: float(np.nanmedian(v.to_numpy(dtype=float)))),
-    ("val_loss_last5_sd", "val_loss", _last5_sd),
+    ("val_acc_sd_detrended", "val_accuracy", lambda v: detrended_sd(v.to_numpy(dtype=float))),
     ("oscillation_mean", "loss_oscillation", _finite_mean),
     ("grad_sq_first", "grad_norm_mean", _first_sq),
     ("grad_sq_min", "grad_norm_mean", _min_sq),
@@ -242,14 +275,20 @@ def _summarise(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     for column, metric, reduce in _SUMMARIES:
         sub = h[h["metric"] == metric] if len(h) else h
         per_run = sub.groupby("run_id")["value"].agg(reduce) if len(sub) else pd.Series(dtype=float)
-        runs[column] = runs["run_id"].map(per_run).astype(float)
+        computed = runs["run_id"].map(per_run).astype(float)
+        if column in runs.columns:  # a summary carried by the table itself: kept where no history exists
+            given = pd.to_numeric(runs[column], errors="coerce").astype(float)
+            computed = computed.where(runs["run_id"].isin(per_run.index), given)
+        runs[column] = computed
     true = runs["_true_sq_first"].notna() & runs["_true_sq_min"].notna()
+    given_source = runs["grad_source"] if "grad_source" in runs.columns else pd.Series(None, index=runs.index)
     runs["grad_source"] = np.where(true, "grad_norm", np.where(runs["grad_sq_first"].notna(), "grad_norm_mean", None))
+    has_hist = runs["run_id"].isin(set(h.loc[h["metric"].isin(("grad_norm", "grad_norm_mean")), "run_id"])
+                                   if len(h) else set())
+    runs["grad_source"] = runs["grad_source"].where(has_hist | given_source.isna(), given_source)
     runs.loc[true, "grad_sq_first"] = runs.loc[true, "_true_sq_first"]
     runs.loc[true, "grad_sq_min"] = runs.loc[true, "_true_sq_min"]
     runs = runs.drop(columns=["_true_sq_first", "_true_sq_min"])
-    runs["epoch_time_median"] = runs["epoch_time_median"].fillna(runs["epoch_time_s"])
-    runs["oscillation_mean"] = runs["oscillation_mean"].fillna(runs["loss_oscillation"])
     return runs
 
 
@@ -287,6 +326,26 @@ def completeness(studies: Sequence[str], parents: pd.DataFrame, runs: pd.DataFra
             notes.append(f"study {study!r}: {len(running)} trial run(s) still running ({by}); they are counted "
                          "in the fairness table but not in any statistic")
     return notes
+
+
+def _fairness(tracking_uri: str | None, parents: pd.DataFrame) -> dict:
+    """study -> its fairness.json (the search phase's parent first, else any parent that has one)."""
+    out: dict = {}
+    if not len(parents) or "tags.phase" not in parents:
+        return out
+    client = query.client_for(tracking_uri)
+    rank = {"search": 0, "final": 1}
+    ordered = parents.assign(_r=parents["tags.phase"].map(rank).fillna(9)).sort_values("_r")
+    for _, row in ordered.iterrows():
+        if row["study"] in out:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(row["run_id"], schema.ARTIFACT_FAIRNESS, tmp)
+                out[row["study"]] = json.loads(Path(path).read_text())
+            except Exception:  # not every phase writes one; older runs may lack it
+                continue
+    return out
 
 
 def _quadratic_facts(tracking_uri: str | None, parents: pd.DataFrame) -> tuple[dict, list[str]]:

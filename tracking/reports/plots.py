@@ -21,7 +21,7 @@ from .data import ReportData
 
 __all__ = ["Figure", "png", "footer", "provenance_text",
            "curve_figures", "accuracy_vs_time", "sensitivity_figures", "ablation_figures",
-           "budget_figures"]
+           "budget_figures", "answer_figure"]
 
 DPI = 90
 
@@ -71,8 +71,8 @@ def provenance_text(runs: pd.DataFrame, phase: str | None = None) -> str:
     shas = ", ".join(sorted({s[:7] for s in runs["git_sha"].dropna().astype(str)})) if "git_sha" in runs else ""
     return (f"study {join('study') or '?'}; {join('benchmark') or '?'}; phase {phase or join('phase') or '?'}; "
             f"{counted}; epochs {epochs or '?'}; "
-            f"max_steps {capped + '/epoch' if capped else 'none'}; {join('device') or 'device not recorded'}; "
-            f"git {shas or 'not recorded'}")
+            f"max_steps {capped + ' (optimizer steps per trial)' if capped else 'none'}; "
+            f"{join('device') or 'device not recorded'}; git {shas or 'not recorded'}")
 
 
 def _provenance(runs: pd.DataFrame, phase: str | None = None) -> str:
@@ -235,15 +235,15 @@ def ablation_figures(table: pd.DataFrame, data: ReportData) -> list[Figure]:
                    color=[_color(o) for o in tb["optimizer"]], alpha=0.7)
             ax.set_xticks(x, [_label(o) for o in tb["optimizer"]], rotation=30, ha="right", fontsize=8)
             ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)  # bars from zero: a bar's length is its value
             ax.grid(alpha=0.3, axis="y")
-        finite = tb["test_acc_mean"].dropna()
-        if len(finite):
-            span = max(finite.max() - finite.min(), 0.5)
-            ax1.set_ylim(finite.min() - 2 * span, finite.max() + span)
         fig.suptitle(f"Ablation — {bench}")
         prov = _finish(fig, data.usable("ablation", bench), "ablation")
         out.append(Figure(f"ablation_{_slug(bench)}", f"Ablation ({bench}; the paper's section 4.9)",
-                          f"ablation phase; mean and 95 % CI over seeds; {prov}", png(fig), fig))
+                          "ablation phase; bars: mean over seeds (axes from zero; accuracy in points, a diverged "
+                          "run scores chance); error bars: 95 % Student-t interval over seeds (accuracy clipped to "
+                          f"0–100); the table ablation gives the paired differences to full AMGT; {prov}", png(fig),
+                          fig))
     return out
 
 
@@ -267,3 +267,42 @@ def budget_figures(table: pd.DataFrame, data: ReportData) -> list[Figure]:
                           "search phase; E[max of k trials drawn with replacement] (Dodge et al. 2019), band: 95 % "
                           f"bootstrap over trials; {prov}", png(fig), fig))
     return out
+
+
+def answer_figure(phase: str, table: pd.DataFrame, data: ReportData, baseline: str = "adam") -> list[Figure]:
+    """The report's first figure: final test accuracy per optimizer, one panel per benchmark (at most 3),
+    dots = the mean over seeds, whiskers = its 95 % Student-t interval over seeds (clipped to 0–100), a dashed
+    line at the reference's mean (``baseline``, Adam by default; full AMGT in an ablation). Dots, not bars, so
+    the axis may start near the data (no bar length to misread). ``table``: the comparison or ablation table. [] when it is empty."""
+    if not len(table) or not table["test_acc_mean"].notna().any():
+        return []
+    ref = baseline if phase == "final" else "amgt"
+    benches = sorted(table["benchmark"].dropna().unique())[:3]
+    fig = _MplFigure(figsize=(5.4, 1.2 + 0.26 * table.groupby("benchmark").size().max() * len(benches)),
+                     layout="constrained")
+    axes = fig.subplots(len(benches), 1, squeeze=False)[:, 0]
+    for ax, bench in zip(axes, benches):
+        g = table[table["benchmark"] == bench].sort_values("test_acc_mean", na_position="first")
+        y = np.arange(len(g))
+        err = np.vstack([g["test_acc_mean"] - g["ci_low"], g["ci_high"] - g["test_acc_mean"]])
+        for i, (opt, m, e0, e1) in enumerate(zip(g["optimizer"], g["test_acc_mean"], *err)):
+            ax.errorbar([m], [i], xerr=[[e0 if np.isfinite(e0) else 0], [e1 if np.isfinite(e1) else 0]], fmt="o",
+                        ms=5, capsize=3, color=_color(opt))
+        r = g[g["optimizer"] == ref]["test_acc_mean"]
+        if len(r) and np.isfinite(r.iloc[0]):
+            ax.axvline(r.iloc[0], color="0.4", ls="--", lw=1, label=f"{_label(ref)}'s mean" if ax is axes[0] else None)
+        ax.set_yticks(y, [f"{_label(o)} (n={int(n)})" for o, n in zip(g["optimizer"], g["n"])], fontsize=8)
+        ax.set_xlabel("final test accuracy (%)")
+        ax.set_title(bench, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # the reference line, outside the axes, low (clear of the title)
+        fig.legend(handles, labels, loc="outside right lower", fontsize=8)
+    fig.suptitle(f"Final test accuracy per optimizer ({phase} phase)", fontsize=10)
+    runs = data.usable(phase)
+    prov = _finish(fig, runs[runs["benchmark"].isin(benches)], phase)
+    return [Figure("answer_accuracy", f"Final test accuracy per optimizer ({phase} phase)",
+                   "dots: mean over seeds of the final test accuracy (points; a diverged run scores chance); "
+                   "whiskers: 95 % Student-t interval over seeds (clipped to 0–100"
+                   + ("; with n = 2 seeds it spans ±12.7 standard errors" if (table["n"] == 2).any() else "")
+                   + f"); dashed line: {_label(ref)}'s mean; {prov}", png(fig), fig)]

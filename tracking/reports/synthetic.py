@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from tracking import schema
 from tracking.store import get_or_create_experiment
@@ -34,6 +35,10 @@ class Effect:
     oscillation: mean per-epoch loss oscillation; loss_rate: per-epoch decay rate of the training loss.
     lr_best / lr_width: for grid studies, accuracy falls by ``(log10(lr/lr_best)/lr_width)²`` points.
     diverge_seeds / fail_seeds: seeds whose run ends diverged / failed.
+    seed_accuracy: {seed: exact final accuracy} (overrides the drawn one; e.g. a seed-invariant optimizer).
+    absolute_oscillation: when set, loss_oscillation = absolute_oscillation / train_loss (the same absolute
+    noise at every loss level: the relative measure then rewards a higher loss).
+    val_noise: sd of the per-epoch validation accuracy around its curve.
     """
 
     accuracy: float = 0.98
@@ -48,13 +53,20 @@ class Effect:
     diverge_seeds: tuple = ()
     fail_seeds: tuple = ()
     extra: dict = field(default_factory=dict)
+    seed_accuracy: dict = field(default_factory=dict)
+    absolute_oscillation: float | None = None
+    val_noise: float = 0.002
 
 
 def trial_history(effect: Effect, seed: int, epochs: int, *, accuracy: float | None = None,
-                  diverged: bool = False) -> list[dict]:
-    """Per-epoch metric dicts (keys from ``schema.METRICS_EPOCH`` plus ``epoch``), deterministic in seed."""
-    rng = np.random.default_rng(seed * 7919 + int(effect.epoch_time_s * 1000) % 7919)
+                  diverged: bool = False, stream: int = 0) -> list[dict]:
+    """Per-epoch metric dicts (keys from ``schema.METRICS_EPOCH`` plus ``epoch``), deterministic in seed.
+    ``stream``: an independent noise stream (``write_study`` gives each optimizer its own, so paired
+    differences between optimizers are not artificially noise-free)."""
+    rng = np.random.default_rng([seed * 7919 + int(effect.epoch_time_s * 1000) % 7919, stream])
     acc = effect.accuracy + effect.accuracy_sd * rng.standard_normal() if accuracy is None else accuracy
+    if accuracy is None and seed in effect.seed_accuracy:
+        acc = effect.seed_accuracy[seed]
     acc = float(min(acc, 1.0))
     rows = []
     for e in range(1, epochs + 1):
@@ -64,7 +76,7 @@ def trial_history(effect: Effect, seed: int, epochs: int, *, accuracy: float | N
             "epoch": e,
             "train_loss": loss,
             "val_loss": loss * 1.1 + 0.01 * rng.random(),
-            "val_accuracy": min(1.0, acc * frac + 0.002 * rng.standard_normal()),
+            "val_accuracy": min(1.0, acc * frac + effect.val_noise * rng.standard_normal()),
             "test_accuracy": acc if e == epochs else min(1.0, acc * frac),
             "test_loss": loss * 1.1,
             "epoch_time_s": effect.epoch_time_s * (1.0 + 0.02 * rng.standard_normal()),
@@ -72,7 +84,9 @@ def trial_history(effect: Effect, seed: int, epochs: int, *, accuracy: float | N
             "samples_per_s": 128 * 100 / effect.epoch_time_s,
             "grad_norm_mean": 2.0 * math.exp(-0.7 * e) + 0.01,
             "grad_norm_std": 0.5 * math.exp(-0.3 * e) + 0.01 * rng.random(),
-            "loss_oscillation": max(0.0, effect.oscillation * (1.0 + 0.05 * rng.standard_normal())),
+            "loss_oscillation": max(0.0, (effect.oscillation if effect.absolute_oscillation is None
+                                          else effect.absolute_oscillation / loss)
+                                    * (1.0 + 0.05 * rng.standard_normal())),
             "optimizer_state_bytes": float(effect.state_bytes),
             "peak_memory_bytes": float(effect.peak_memory_bytes),
         }
@@ -175,6 +189,10 @@ def write_study(
     quadratic_facts: Mapping | None = None,
     target: Mapping[str, float] | None = None,
     max_steps: int | None = None,
+    parent_params: Mapping[str, str] | None = None,
+    fairness: Mapping | None = None,
+    search_seed: int | None = None,
+    replay_selection: bool = False,
 ) -> dict[str, str]:
     """Write a whole study: ``{phase: parent_run_id}``.
 
@@ -186,6 +204,11 @@ def write_study(
     final/ablation runs of these seeds are left RUNNING (a study still running). ``target``: e.g.
     ``{"val_accuracy": 0.9, "train_loss": 0.3}``; the target_* final metrics are derived from the curves.
     ``max_steps``: logged as every trial's ``max_steps`` param (a capped smoke study).
+    ``parent_params``: params of every parent run (e.g. ``{"sampler": "tpe", "search_seed": "1000"}``).
+    ``fairness``: logged as the search parent's ``fairness.json``. ``search_seed``: the seed tag of every
+    search trial (default: trial i has seed i). ``replay_selection``: search trial 0 of each optimizer runs at
+    its ``lr_best`` with exactly the history of the final run of the same seed (the winner's curse a study
+    that reuses its search seed in the final phase has).
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     exp_id = get_or_create_experiment(study, tracking_uri)  # artifacts beside the store, not ./mlruns
@@ -198,17 +221,25 @@ def write_study(
     for phase in phases:
         pid = start_parent(client, exp_id, study=study, phase=phase, kind=kind)
         parents[phase] = pid
+        if parent_params:
+            client.log_batch(pid, params=[Param(k, str(v)) for k, v in parent_params.items()])
+        if fairness is not None and phase == "search":
+            client.log_text(pid, json.dumps(dict(fairness)), schema.ARTIFACT_FAIRNESS)
         if phase == "quadratic":
             client.log_text(pid, json.dumps(dict(quadratic_facts or {})), schema.ARTIFACT_QUADRATIC)
         for bench in benchmarks if phase != "quadratic" else ():
             for opt, eff in effects.items():
+                stream = zlib.crc32(opt.encode())
                 if phase == "search":
                     for i in range(n_search):
                         lr = float(10 ** rng.uniform(-4, -1))
+                        seed_tag = i if search_seed is None else search_seed
                         drop = (math.log10(lr / eff.lr_best) / eff.lr_width) ** 2 / 100.0
-                        hist = trial_history(eff, 1000 + i, epochs, accuracy=eff.accuracy - drop)
+                        hist = trial_history(eff, 1000 + i, epochs, accuracy=eff.accuracy - drop, stream=stream)
+                        if replay_selection and i == 0:
+                            lr, hist = eff.lr_best, trial_history(eff, seed_tag, epochs, stream=stream)
                         log_trial(client, exp_id, pid, study=study, phase=phase, optimizer=opt,
-                                  benchmark=bench, seed=i, hparams={"lr": lr}, history=hist,
+                                  benchmark=bench, seed=seed_tag, hparams={"lr": lr, **eff.extra}, history=hist,
                                   batched=batched, artifacts=artifacts, max_steps=max_steps)
                     continue
                 grid = list(lr_grid) if phase == "grid" else [eff.lr_best]
@@ -217,7 +248,7 @@ def write_study(
                     for s in seeds:
                         outcome = ("diverged" if s in eff.diverge_seeds else
                                    "failed" if s in eff.fail_seeds else "completed")
-                        hist = trial_history(eff, s, epochs, diverged=outcome == "diverged")
+                        hist = trial_history(eff, s, epochs, diverged=outcome == "diverged", stream=stream)
                         if phase == "grid":
                             for r in hist:
                                 r["test_accuracy"] -= drop

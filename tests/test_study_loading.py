@@ -1,0 +1,82 @@
+"""Bounded study files: alias bombs, duplicate keys, oversized files and values, empty --set values and
+counts past their limits are one short error line naming the field; nothing is parsed past the limits."""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+import yaml
+
+from study.config import LIMITS, StudyConfigError
+from study.loading import MAX_ERROR_CHARS, MAX_FILE_BYTES, apply_sets, load_study, parse_study, parse_study_text
+
+BASE = {"name": "lim", "kind": "comparison", "benchmark": "digits-cnn", "epochs": 1, "optimizers": ["adam"],
+        "search": {"trials_per_optimizer": 1}, "seeds": 1}
+
+
+def test_an_alias_bomb_is_refused_quickly_and_small():
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    bomb += "name: *i\n"
+    assert len(bomb) < 600
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(StudyConfigError, match="alias bomb"):
+        parse_study_text(bomb, "bomb.yaml")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 3.5 GB blow-up
+
+
+def test_anchors_that_stay_small_are_fine():
+    text = yaml.safe_dump({**BASE, "optimizers": ["adam", "sgd"]}) + "x_space: &lr {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+    with pytest.raises(StudyConfigError, match="field x_space: unknown field"):
+        parse_study_text(text, "a.yaml")
+
+
+def test_duplicate_keys_are_refused():
+    text = yaml.safe_dump(BASE) + "epochs: 5\n"
+    with pytest.raises(StudyConfigError, match=r"key 'epochs' is given twice in one mapping \(line"):
+        parse_study_text(text, "dup.yaml")
+
+
+def test_oversized_file_and_values(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(BASE) + "#" * MAX_FILE_BYTES)
+    with pytest.raises(StudyConfigError, match="bytes; at most"):
+        load_study(big)
+    # a 50 MB wrong-typed value: the error line stays short and names the field
+    huge = "x" * 5_000_000
+    with pytest.raises(StudyConfigError) as info:
+        parse_study({**BASE, "epochs": huge})
+    assert len(str(info.value)) <= MAX_ERROR_CHARS and "field epochs" in str(info.value)
+    with pytest.raises(StudyConfigError) as info:
+        parse_study({**BASE, "optimizers": [{"name": "adam", "hparams": {"betas": [huge, 0.9]}}]})
+    assert len(str(info.value)) <= MAX_ERROR_CHARS and "hparams.betas" in str(info.value)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 10**12), ("seeds", 10**6), ("batch_size", 10**9),
+                                          ("max_steps", 10**12), ("max_failures", 10**4)])
+def test_counts_have_upper_bounds_with_a_reason(field, value):
+    with pytest.raises(StudyConfigError) as info:
+        parse_study({**BASE, field: value})
+    limit, why = LIMITS[field]
+    assert f"field {field}: {value} is more than the {limit:,} allowed ({why})" in str(info.value)
+    with pytest.raises(StudyConfigError, match="field search.trials_per_optimizer: .* is more than"):
+        parse_study({**BASE, "search": {"trials_per_optimizer": 10**9}})
+
+
+def test_set_without_a_value_is_refused():
+    with pytest.raises(StudyConfigError, match=r"--set epochs=: no value given; give one \(--set epochs=null"):
+        apply_sets(dict(BASE), ["epochs="], "s.yaml")
+    assert apply_sets(dict(BASE), ["epochs=null"], "s.yaml")["epochs"] is None
+
+
+def test_dry_run_of_many_seeds_prints_a_range(tmp_path):
+    from click.testing import CliRunner
+
+    from study.cli import cli
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "kind": "ablation", "search": None, "seeds": 10_000}))
+    res = CliRunner().invoke(cli, ["run", str(path), "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    assert res.exit_code == 0, res.output
+    assert "seeds 0-9999 (10000 seeds)" in res.output and len(res.output) < 5_000
