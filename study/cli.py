@@ -212,9 +212,17 @@ def _finish(name: str, summary: dict, cfg=None, tracking_uri: str | None = None,
     if missing:
         failed = sum(sum(s.failed.values()) for s in summary.values())
         why = f"{failed} failed after their retries" + (f", {missing - failed} not run" if missing > failed else "")
+        again = sum(s.rerunnable for s in summary.values())
+        if again:
+            advice = (f"`amgt-study resume {name}` runs {again} of them again (a failed search trial has used its "
+                      f"share of the budget)")
+        else:
+            advice = ("`resume` cannot add any: failed search trials have used their share of the budget, and an "
+                      "optimizer without a completed search trial has nothing to re-run; the results stand with "
+                      f"these failures recorded; to try again after fixing the cause, run the file under a new name "
+                      f"(--name {name}-2)")
         click.echo(f"warning: {missing} planned trial(s) of study {name} did not complete ({why}); "
-                   f"see `amgt-study status {name}`; `amgt-study resume {name}` runs the missing final/grid trials "
-                   f"again (a failed search trial has used its share of the budget)", err=True)
+                   f"see `amgt-study status {name}`; {advice}", err=True)
         sys.exit(3)
 
 

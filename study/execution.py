@@ -50,6 +50,28 @@ def _check_reachable(address: str, timeout: float) -> None:
                             "cluster (`ray start --head`) or fix --ray-address / RAY_ADDRESS") from None
 
 
+class _DropIncompleteTrials(logging.Filter):
+    """Drops Ray Tune's "Trials did not complete" record (see :func:`quiet_ray_tune_logs`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trials did not complete")
+
+
+def quiet_ray_tune_logs() -> None:
+    """Silence what Ray Tune logs that the study says better itself (idempotent)."""
+    # A failed trial is reported in one line by the progress display and its traceback kept in MLflow
+    # (tag error); Ray Tune's own multi-line traceback log of it is silenced.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+    # On a stop signal Ray Tune advises `Tuner.restore(path=<a temporary folder>)` and warns about the metrics
+    # of trials killed before their first report; the study's own line says how to go on (`amgt-study resume`).
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    # ... and its "Trials did not complete: [...]" error, which names Ray's trial ids: the progress display has
+    # said which trials failed, with their errors, and the results table counts them.
+    if not any(isinstance(f, _DropIncompleteTrials) for f in logging.getLogger("ray.tune.tune").filters):
+        logging.getLogger("ray.tune.tune").addFilter(_DropIncompleteTrials())
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
 def ensure_ray(address: str | None) -> bool:
     """``ray.init`` unless Ray is already initialised in this process.
 
@@ -64,13 +86,7 @@ def ensure_ray(address: str | None) -> bool:
     # Ray Tune's own progress tables are replaced by the study's progress display.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    # A failed trial is reported in one line by the progress display and its traceback kept in MLflow
-    # (tag error); Ray Tune's own multi-line traceback log of it is silenced.
-    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-    # On a stop signal Ray Tune advises `Tuner.restore(path=<a temporary folder>)` and warns about the metrics
-    # of trials killed before their first report; the study's own line says how to go on (`amgt-study resume`).
-    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    quiet_ray_tune_logs()
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}

@@ -150,7 +150,7 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
             value = value_text(metric, g.best[0] if g.best else None)
         else:
             value = value_text(metric, *((s.mean, s.ci_low, s.ci_high) if s else (None,)))
-        rows.append([name, _config_text(hp), value, str(s.n if s else 0), str(g.diverged), str(g.failed)])
+        rows.append([name, g.note or _config_text(hp), value, str(s.n if s else 0), str(g.diverged), str(g.failed)])
     return head, rows
 
 

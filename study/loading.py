@@ -127,8 +127,18 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
 _LEADING_FIELD = re.compile(r"^([A-Za-z_][\w.]*(?: \([^)]*\))?[\w.]*): (.*)$", re.S)
 
 
-def format_validation_error(exc: ValidationError, data: Any, source: str) -> str:
-    """One line: ``study file SRC: field a.b: message; field c: message`` (values clipped, line bounded)."""
+def _from_set(path: str, sets: tuple[str, ...]) -> str:
+    """``path`` with the ``--set`` override that gave it (``epoch (from --set epoch=5)``), when one did."""
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if path == key or path.startswith(key + "."):
+            return f"{path} (from --set {clip_repr(item)[1:-1]})"
+    return path
+
+
+def format_validation_error(exc: ValidationError, data: Any, source: str, sets: tuple[str, ...] = ()) -> str:
+    """One line: ``study file SRC: field a.b: message; field c: message`` (values clipped, line bounded); a field
+    that a ``--set`` override in ``sets`` gave names that override."""
     msgs = []
     for err in exc.errors():
         path = _field_path(tuple(err["loc"]), data)
@@ -145,12 +155,13 @@ def format_validation_error(exc: ValidationError, data: Any, source: str) -> str
             msg = "required field is missing"
         elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {clip_repr(err['input'])})"
-        msgs.append(f"field {path}: {msg}")
+        msgs.append(f"field {_from_set(path, sets)}: {msg}")
     return _clip_line(f"study file {source}: " + "; ".join(msgs))
 
 
-def parse_study(data: Any, source: str = "<study>", **overrides: Any) -> StudyConfig:
-    """Validate a study mapping (``overrides`` replace top-level fields, e.g. ``name``).
+def parse_study(data: Any, source: str = "<study>", sets: tuple[str, ...] = (), **overrides: Any) -> StudyConfig:
+    """Validate a study mapping (``overrides`` replace top-level fields, e.g. ``name``; ``sets``: the ``--set``
+    overrides already applied, named in an error about a field they gave).
 
     Raises:
         StudyConfigError: one line naming every bad field.
@@ -161,7 +172,7 @@ def parse_study(data: Any, source: str = "<study>", **overrides: Any) -> StudyCo
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise StudyConfigError(format_validation_error(exc, data, source)) from None
+        raise StudyConfigError(format_validation_error(exc, data, source, tuple(sets))) from None
     except StudyConfigError as exc:
         raise StudyConfigError(_clip_line(str(exc))) from None
 
@@ -213,7 +224,7 @@ def parse_study_text(text: str, source: str, sets: list[str] | tuple[str, ...] =
     if data is None:
         raise StudyConfigError(f"study file {source}: the file is empty; expected a mapping of fields "
                                "(name, kind, benchmark, optimizers, ...)")
-    return parse_study(apply_sets(data, sets, source), source, **overrides)
+    return parse_study(apply_sets(data, sets, source), source, tuple(sets), **overrides)
 
 
 def load_study(path: str | Path, sets: list[str] | tuple[str, ...] = (), **overrides: Any) -> StudyConfig:

@@ -55,6 +55,15 @@ class PhaseSummary:
         """Planned trials without a result."""
         return sum(max(0, n - self.finished.get(opt, 0)) for opt, n in self.planned.items())
 
+    @property
+    def rerunnable(self) -> int:
+        """Missing trials that ``resume`` runs again: interrupted ones, and failed trials outside the search (a
+        failed search trial has used its share of the budget; an optimizer in ``not_run`` has no completed
+        search trial to re-run)."""
+        if self.phase == "search":
+            return sum(self.interrupted.values())
+        return sum(max(0, n - self.finished.get(opt, 0)) for opt, n in self.planned.items() if opt not in self.not_run)
+
 
 def _trial_runs(ctx: StudyContext, phase: str, **conditions):
     import tracking

@@ -422,13 +422,20 @@ class StudyProgress(tune.Callback):
                    metric=s.metric if s is not None else "val_accuracy", mode=s.mode if s is not None else "max")
 
     # -- phases (called by the runner) --
-    def add_phase(self, phase: str, planned: dict[str, int], done: dict[str, int]) -> None:
-        """Register a phase about to launch trials: ``planned`` and ``done`` (before) per optimizer."""
+    def add_phase(self, phase: str, planned: dict[str, int], done: dict[str, int],
+                  best: dict[str, float] | None = None) -> None:
+        """Register a phase about to launch trials: ``planned`` and ``done`` (before) per optimizer, and
+        ``best``: the best score of the trials done before (a resumed search: the Optuna study's best), so
+        "best so far" counts them too."""
         with self.state.lock:
             ph = self.state.phases.setdefault(phase, PhaseProgress(phase))
             for opt, n in planned.items():
                 o = ph.optimizers.setdefault(opt, OptimizerProgress())
                 o.planned, o.done = int(n), max(o.done, int(done.get(opt, 0)))
+                v = (best or {}).get(opt)
+                if v is not None and math.isfinite(v) and (
+                        o.best is None or (v > o.best if self.state.mode == "max" else v < o.best)):
+                    o.best = float(v)
             ph.closed = False
             self._grow_total()
         self.display.refresh(self.state)

@@ -136,9 +136,26 @@ def plan_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stor
     _check_no_live_driver(cfg.name, record)
     if ray_address_of(cfg, ray_address) is None:
         check_resources(cfg, local_resources())
-    existing = None if record is None else ("the same settings: runs only what is missing" if record.has_runs
-                                            else "an empty experiment of that name")
+    existing = None
+    if record is not None and record.has_runs:
+        existing = f"the same settings: runs only what is missing ({_done_text(stores, cfg.name)})"
+    elif record is not None:
+        existing = "an empty experiment of that name"
     return StudyPlan(cfg, stores, identity.fingerprint, planned_counts(cfg), existing, data)
+
+
+def _done_text(stores: Stores, name: str) -> str:
+    """``"12/40 planned trials finished"`` (completed or diverged) from the study's status (study/status.py); what it cannot read is
+    said as such (a dry run still prints its plan)."""
+    from .status import study_status
+
+    try:
+        total = study_status(stores, name).total
+    except Exception as exc:  # noqa: BLE001 - a view of the plan only
+        return f"its progress could not be read: {type(exc).__name__}"
+    if total.planned is None:
+        return f"{total.finished} trials finished"
+    return f"{total.finished}/{total.planned} planned trials finished"
 
 
 def _check_no_live_driver(name: str, record) -> None:
@@ -377,7 +394,8 @@ class _Driver:
             return _pending(cfg, self.ctx, "final", final_planned, self.echo, final)
 
         if pending and s.early_stopping is None:
-            self.progress.add_phase("search", {o: s.trials_per_optimizer for o in pending}, done)
+            self.progress.add_phase("search", {o: s.trials_per_optimizer for o in pending}, done,
+                                    self.search_bests(done))
             budget = sum(pending.values())
 
             def then() -> list[PlannedTrial]:
@@ -408,6 +426,20 @@ class _Driver:
         _tally_planned(self.ctx, "final", final_planned, self.phases.summaries["final"])
         self.close("final")
 
+    def search_bests(self, done: dict[str, int]) -> dict[str, float]:
+        """The best search score recorded before this driver (each optimizer's Optuna study's best COMPLETE
+        trial, the one the final phase selects), for optimizers with trials ``done``."""
+        from .optuna_store import load_optuna_study
+        from .search import best_trial
+
+        bests = {}
+        for opt in (o for o, n in done.items() if n):
+            ostudy = load_optuna_study(self.stores.optuna_storage, optuna_study_name(self.cfg.name, opt))
+            chosen = best_trial(ostudy, self.cfg.search.mode) if ostudy is not None else None
+            if chosen is not None and chosen.value is not None:
+                bests[opt] = chosen.value
+        return bests
+
     def run_asha(self, pending: dict[str, int], done: dict[str, int], summary: PhaseSummary) -> None:
         """The search with ASHA early stopping: one Tuner per optimizer, so that ASHA compares trials of the
         same optimizer only, and no worker reuse (Ray fails the next trial if a stopped trial's thread is
@@ -423,7 +455,8 @@ class _Driver:
                                       max_t=int(s.epochs or self.ctx.base["epochs"]),
                                       grace_period=s.early_stopping.grace_period,
                                       reduction_factor=s.early_stopping.reduction_factor)
-            self.progress.add_phase("search", {opt: s.trials_per_optimizer}, {opt: done[opt]})
+            self.progress.add_phase("search", {opt: s.trials_per_optimizer}, {opt: done[opt]},
+                                    self.search_bests({opt: done[opt]}))
             searcher = OptunaStudiesSearch.for_study(self.cfg, self.stores.optuna_storage, self.ctx.fingerprint,
                                                      {opt: left}, done, self.ctx.search, self.ctx.parent_runs["search"])
             self.closer.on_store_failure = searcher.requeue
@@ -506,7 +539,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                     tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id,
                                               reason="interrupted (Ctrl-C on the driver)", status="KILLED")
                 echo(f"[{cfg.name}] interrupted: the open phase and its running trials ended KILLED; finish the study "
-                     f"with `amgt-study resume {cfg.name}` (from any directory, with the same stores)")
+                     f"with {resume_hint(cfg.name, stores.tracking_uri)}")
                 raise
             except BaseException as exc:
                 driver.phases.abort("FAILED", f"{type(exc).__name__}: {exc}")
@@ -518,6 +551,17 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
         lease.release()
         if started_ray:
             ray.shutdown()
+
+
+def resume_hint(name: str, tracking_uri: str) -> str:
+    """How to finish study ``name``: ``resume`` with the store it is in (the default store is the current
+    directory's, so from elsewhere the URI must be given)."""
+    import tracking
+
+    uri = tracking.mask_uri(tracking_uri)
+    if tracking_uri == tracking.resolve_tracking_uri(None):
+        return f"`amgt-study resume {name}` (from another directory: add --tracking-uri {uri})"
+    return f"`amgt-study resume {name} --tracking-uri {uri}`"
 
 
 def _abandon(name: str, tracking_uri: str, experiment_id: str, drivers: list[_Driver], lease, display,
@@ -535,8 +579,7 @@ def _abandon(name: str, tracking_uri: str, experiment_id: str, drivers: list[_Dr
     except Exception:  # noqa: BLE001 - best effort: the line matters more
         pass
     print(f"error: lost the Ray node this driver runs on ({what}); the open phase and its running trials are "
-          f"closed KILLED; finish the study with `amgt-study resume {name}` (from any directory, with the same "
-          f"stores)", file=sys.stderr, flush=True)
+          f"closed KILLED; finish the study with {resume_hint(name, tracking_uri)}", file=sys.stderr, flush=True)
     guard.acquire(timeout=_GUARD_WAIT_S)  # a phase being opened: wait for it to be recorded, then close it
     try:
         for driver in drivers:

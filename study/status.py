@@ -104,8 +104,10 @@ def load_recorded_study(stores: Stores, name: str) -> StudyConfig:
 
 
 def _planned_keys(cfg: StudyConfig, stores: Stores, notes: list[str]) -> tuple[dict[tuple[str, str], set[str]],
+                                                                               dict[str, set[str]],
                                                                                dict[str, set[str]]]:
-    """``({(phase, optimizer): planned trial keys}, {optimizer: replaced search keys})``."""
+    """``({(phase, optimizer): planned trial keys}, {optimizer: replaced search keys}, {optimizer: keys of the
+    search trials asked of Optuna and still RUNNING there})``."""
     from optuna.trial import TrialState
 
     from .plan import optuna_study_name, plan_trials, search_trial_key
@@ -114,6 +116,7 @@ def _planned_keys(cfg: StudyConfig, stores: Stores, notes: list[str]) -> tuple[d
 
     keys: dict[tuple[str, str], set[str]] = {}
     replaced: dict[str, set[str]] = {}
+    asked: dict[str, set[str]] = {}
     for phase in cfg.phases:
         if phase == "search":
             for entry in cfg.optimizers:
@@ -136,6 +139,7 @@ def _planned_keys(cfg: StudyConfig, stores: Stores, notes: list[str]) -> tuple[d
                 running = ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))[: max(0, n - len(counted))]
                 keys[("search", entry.name)] = {search_trial_key(cfg.name, entry.name, t.number)
                                                 for t in counted + running}
+                asked[entry.name] = {search_trial_key(cfg.name, entry.name, t.number) for t in running}
                 replaced[entry.name] = {search_trial_key(cfg.name, entry.name, n) for n in interrupted_numbers(ostudy)}
         elif phase == "final":
             for entry in cfg.optimizers:
@@ -143,7 +147,7 @@ def _planned_keys(cfg: StudyConfig, stores: Stores, notes: list[str]) -> tuple[d
         else:
             for p in plan_trials(cfg, phase):
                 keys.setdefault((phase, p.optimizer), set()).add(p.trial_key)
-    return keys, replaced
+    return keys, replaced, asked
 
 
 def _best(cfg: StudyConfig, stores: Stores, notes: list[str]) -> list[BestConfiguration]:
@@ -187,7 +191,8 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
     for run in runs:
         group = (run.data.tags.get(schema.TAG_PHASE, "?"), run.data.tags.get(schema.TAG_OPTIMIZER, "?"))
         by_group.setdefault(group, []).append(run)
-    planned_keys, replaced = _planned_keys(cfg, stores, notes) if cfg else ({}, {})
+    planned_keys, replaced, asked = _planned_keys(cfg, stores, notes) if cfg else ({}, {}, {})
+    live = record.lease is not None and record.lease.alive()
     counts: dict[tuple[str, str], TrialCounts] = {}
     for group in list(planned_keys) + [g for g in by_group if g not in planned_keys]:
         keys = planned_keys.get(group)
@@ -218,10 +223,19 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
                 c.interrupted += 1
             else:
                 c.failed += 1
+        if group[0] == "search":
+            # asked of Optuna but never started as a run (a driver stopped while its trials waited for a worker):
+            # in flight while a driver holds the study, else interrupted (`resume` replaces them); replaced ones
+            # count as replaced, as those with a run do
+            c.replaced += len(gone - set(latest))
+            waiting = len(asked.get(group[1], set()) - set(latest) - gone)
+            if live:
+                c.running += waiting
+            else:
+                c.interrupted += waiting
     status = StudyStatus(name, cfg.kind if cfg else None, cfg.benchmark if cfg else None, stores.describe(), "",
                          counts, _best(cfg, stores, notes) if cfg else [], notes)
     total = status.total
-    live = record.lease is not None and record.lease.alive()
     if live:
         status.driver = record.lease.describe()
     # a driver killed before its first trial run leaves only its phase's parent run RUNNING

@@ -79,6 +79,8 @@ class GroupResult:
         settings: the optimizer's full settings (``optim.*`` params) of the first run, when logged.
         metrics: ``{metric: MetricSummary}`` of :data:`SUMMARY_METRICS` present.
         best: search only: the best value of the search metric ``best_metric`` and its run's ``hp.*``.
+        note: why the group has no trials of its own in this phase (a final-phase row of an optimizer whose
+            search trials all failed: ``failed`` then counts those), else empty.
     """
 
     phase: str
@@ -94,6 +96,17 @@ class GroupResult:
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     best: tuple[float, dict[str, str]] | None = None
     best_metric: str | None = None
+    note: str = ""
+
+
+def _not_rerun(search: list[GroupResult], final: list[GroupResult]) -> list[GroupResult]:
+    """A final-phase row for each optimizer of the search that has none in the final phase (no completed search
+    trial, so nothing to re-run): its search trials' failures and divergences, so it is not missing from the
+    results table."""
+    present = {g.optimizer for g in final}
+    return [GroupResult("final", g.group, g.optimizer, trials=0, diverged=g.diverged, failed=g.failed,
+                        interrupted=g.interrupted, note="not re-run: no completed search trial")
+            for g in search if g.optimizer not in present]
 
 
 def _group_of(study: str, phase: str, run) -> str:
@@ -258,6 +271,8 @@ def study_results(tracking_uri: str, study: str) -> StudyResults:
         metric = parent.data.params.get("metric") if phase == "search" else None
         mode = parent.data.params.get("mode", "max")
         groups = phase_results(tracking_uri, exp.experiment_id, study, phase, metric=metric, mode=mode)
+        if phase == "final" and "search" in parents:
+            groups += _not_rerun(phase_results(tracking_uri, exp.experiment_id, study, "search"), groups)
         if not groups:
             continue
         headline = metric if phase == "search" else headline_metric(groups)

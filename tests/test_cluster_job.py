@@ -60,11 +60,26 @@ def ray_head(tmp_path):
         yield {"dashboard": url, "gcs": f"127.0.0.1:{gcs}", "env": env}
     finally:
         if proc.poll() is None:
+            import psutil
+
+            # `ray start --block` stops its processes on SIGTERM, gracefully (about 40 s here); after 10 s the
+            # rest (this head's processes only: its descendants and its process group) are killed
+            family = set(psutil.Process(proc.pid).children(recursive=True))
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                family |= set(psutil.Process(proc.pid).children(recursive=True))
+            for child in family:  # psutil checks that a pid was not reused before it signals
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+            try:
                 os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
 
 

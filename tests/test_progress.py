@@ -135,6 +135,21 @@ def test_status_line_counts_every_phase_and_estimates_the_time_left():
                            "search: adam 1/2, sgd 1/2 (0.9)"), line
 
 
+def test_best_so_far_counts_the_trials_of_an_earlier_driver():
+    """A resumed search: "best so far" is the recorded best (Optuna's) until a new trial beats it; the final
+    phase's "search's best" is the same number (a resumed run once printed its own trials' best only)."""
+    progress = StudyProgress(ctx(), QuietDisplay(), planned_total=6)
+    progress.add_phase("search", {"amgt": 4}, {"amgt": 1}, {"amgt": 0.8843})
+    t = FakeTrial(search_trial("amgt", 1), "a")
+    progress.on_trial_start(0, [], t)
+    progress.on_trial_result(0, [], t, {"epoch": 3, "val_accuracy": 0.8796})
+    assert progress.state.best("amgt") == 0.8843
+    progress.on_trial_result(0, [], t, {"epoch": 3, "val_accuracy": 0.9})
+    assert progress.state.best("amgt") == 0.9
+    progress.add_phase("final", {"amgt": 2}, {})
+    assert "search's best val_accuracy 0.9" in progress._line("final", "amgt")
+
+
 def test_quiet_and_choice_of_display(capsys):
     assert isinstance(make_display(quiet=True), QuietDisplay)
     display = make_display()  # pytest captures stdout: not a terminal

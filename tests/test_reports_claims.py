@@ -158,6 +158,16 @@ def test_c7_steps_to_target_with_censoring(amgt, adam, expected):
         assert "by Adam only: 2" in res.measured and "budget 200" in res.measured and res.n == 5
 
 
+def test_c7_a_target_reached_at_the_budget_is_not_read_as_a_tie():
+    """Adam reaches the target at its last step (the budget) where AMGT never does: PAR1 scores both 60, a 0 %
+    reduction that is only a bound; the claim says so and is never 'supported' (seen in the quickstart's report)."""
+    v, res = verdict("C7", rows({"amgt": [np.nan] * 5, "adam": [60.0] * 5}, "target_train_loss_step", steps=60.0))
+    assert v != SUP and "by Adam only: 5" in res.measured, res.measured
+    assert "overstates AMGT's reduction: in 5 seed(s) AMGT's time counts as the budget" in res.measured
+    _, res = verdict("C7", rows({"amgt": [50.0] * 5, "adam": [np.nan] * 5}, "target_train_loss_step", steps=60.0))
+    assert "understates AMGT's reduction: in 5 seed(s)" in res.measured, res.measured
+
+
 def test_c8_time_to_target():
     t = rows({"amgt": [8, 8.2, 7.9, 8.1, 8.0], "adam": [10, 10.1, 9.9, 10.2, 10]}, "target_val_accuracy_time_s")
     assert verdict("C8", t)[0] == SUP

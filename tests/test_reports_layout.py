@@ -233,3 +233,27 @@ def test_effect_and_mde_texts_follow_the_claim_units(comparison):
     assert c["C1"].effect.count("[") == 1 and c["C1"].mde_text.endswith(" points")
     assert math.isfinite(c["C1"].mde) and c["C1"].mde_text == f"{c['C1'].mde:.2f} points"
     assert c["C4"].effect.startswith("(a) σ across seeds: ratio ") and "(b) σ over epochs: ratio " in c["C4"].effect
+
+
+def test_no_legend_covers_a_title_or_the_footer(comparison):
+    """Every figure of a report, drawn: no legend's box meets the suptitle's or the footer's (a new user saw the
+    answer figure's legend sitting on its footer)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    checked = 0
+    for f in comparison.figures_drawn:
+        fig = f.figure
+        if fig is None or fig.get_layout_engine() is None:  # Optuna's figures: footer below, png(tight=True)
+            continue
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()
+        labels = {fig.get_suptitle(), fig.get_supxlabel()} - {""}
+        texts = [t for t in fig.findobj(Text) if t.get_text() in labels and t.get_visible()]
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+        for leg in legends:
+            box = leg.get_window_extent(renderer)
+            for t in texts:
+                assert not box.overlaps(t.get_window_extent(renderer)), (f.name, t.get_text()[:40])
+        checked += bool(legends)
+    assert checked >= 3

@@ -4,6 +4,7 @@ counts past their limits are one short error line naming the field; nothing is p
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,3 +81,19 @@ def test_dry_run_of_many_seeds_prints_a_range(tmp_path):
     res = CliRunner().invoke(cli, ["run", str(path), "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
     assert res.exit_code == 0, res.output
     assert "seeds 0-9999 (10000 seeds)" in res.output and len(res.output) < 5_000
+
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml"
+
+
+def test_a_bad_field_given_by_set_names_the_set_not_the_file():
+    """`--set epoch=5` (a typo) is the override's fault: the error names it (a new user was told the file was)."""
+    with pytest.raises(StudyConfigError) as e:
+        load_study(QUICKSTART, sets=["epoch=5"])
+    assert "field epoch (from --set epoch=5): unknown field" in str(e.value), str(e.value)
+    with pytest.raises(StudyConfigError) as e:
+        load_study(QUICKSTART, sets=["search.trials_per_optimizer=-1"])
+    assert "field search.trials_per_optimizer (from --set search.trials_per_optimizer=-1):" in str(e.value)
+    with pytest.raises(StudyConfigError) as e:  # a field of the file itself: no --set named
+        parse_study_text("name: x\nkind: comparison\nepoch: 3\n", "f.yaml", sets=["seeds=2"])
+    assert "field epoch: unknown field" in str(e.value) and "--set" not in str(e.value)

@@ -130,7 +130,11 @@ def test_comparison_end_to_end_sqlite(tmp_path, ray_local):
     assert rep.exit_code == 0, rep.output
     assert (tmp_path / "report" / "report.md").is_file() and "wrote " in rep.output
 
-    # running it again is a no-op: nothing launched, no new runs
+    # a dry run says what is done; running it again is a no-op: nothing launched, no new runs
+    from study.runner import plan_study
+
+    plan = plan_study(cfg, tracking_uri=uri, optuna_storage=storage)
+    assert plan.existing == "the same settings: runs only what is missing (6/6 planned trials finished)", plan.existing
     again = run_study(cfg, tracking_uri=uri, optuna_storage=storage, echo=lines.append)
     assert again["search"].launched == 0 and again["final"].launched == 0
     assert len(trial_runs(uri, "e2e")) == 6
@@ -442,7 +446,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     FINISHED with partial results); `resume` runs only the missing final trials (no search trial again),
     under the same parent."""
     path = tmp_path / "cc.yaml"
-    path.write_text(yaml.safe_dump(tiny("cc", optimizers=["adam"], seeds=8, epochs=3, batch_size=32,
+    path.write_text(yaml.safe_dump(tiny("cc", optimizers=["adam"], seeds=5, epochs=3, batch_size=32,
                                         max_concurrent_trials=1, search={"trials_per_optimizer": 1})))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     log = open(tmp_path / "run.log", "w")
@@ -469,7 +473,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     from study.trainable import INTERRUPTED_ERROR, TAG_EARLY_STOPPED
 
     killed_error = "interrupted (Ctrl-C on the driver)" if sig == "SIGINT" else INTERRUPTED_ERROR
-    assert _trial_runs(db, "cc", phase="final") < 8, out[-3000:]
+    assert _trial_runs(db, "cc", phase="final") < 5, out[-3000:]
     uri = f"sqlite:///{db}"
     c = client(uri)
     exp = c.get_experiment_by_name("cc")
@@ -492,7 +496,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
 
     killed = sum(r.info.status == "KILLED" for r in trial_runs(uri, "cc"))
     counts = study_status(resolve_stores(uri), "cc").counts[("final", "adam")]
-    assert counts.interrupted == killed and counts.failed == 0 and counts.finished < 8
+    assert counts.interrupted == killed and counts.failed == 0 and counts.finished < 5
 
     res = subprocess.run(AMGT_STUDY + ["resume", "cc"], cwd=tmp_path, capture_output=True, text=True, env=env,
                          timeout=400)
@@ -505,7 +509,7 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
     runs = trial_runs(uri, "cc")
     check_no_duplicates_and_none_running(runs)
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert collections.Counter(r.data.tags["phase"] for r in finished) == {"search": 1, "final": 8}
+    assert collections.Counter(r.data.tags["phase"] for r in finished) == {"search": 1, "final": 5}
     assert len([r for r in runs if r.data.tags["phase"] == "search"]) == 1
     assert all(r.data.tags["mlflow.parentRunId"] == after[r.data.tags["phase"]].info.run_id for r in runs)
     assert [t.state.name for t in optuna_trials(f"sqlite:///{tmp_path}/optuna.db", "cc/adam")] == ["COMPLETE"]

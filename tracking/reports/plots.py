@@ -295,9 +295,10 @@ def answer_figure(phase: str, table: pd.DataFrame, data: ReportData, baseline: s
         ax.set_xlabel("final test accuracy (%)")
         ax.set_title(bench, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:  # the reference line, outside the axes, low (clear of the title)
-        fig.legend(handles, labels, loc="outside right lower", fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        # the reference line, right of the first panel: constrained layout keeps an axes' legend clear of the
+        # title above and of the footer below (a figure legend "outside right lower" sat on the footer)
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
     fig.suptitle(f"Final test accuracy per optimizer ({phase} phase)", fontsize=10)
     runs = data.usable(phase)
     prov = _finish(fig, runs[runs["benchmark"].isin(benches)], phase)

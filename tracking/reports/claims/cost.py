@@ -124,6 +124,21 @@ def _budget(runs: pd.DataFrame, column: str) -> float:
     return math.nan
 
 
+def censoring_note(only_a: int, only_b: int) -> str:
+    """What one-sided censoring does to the mean reduction (PAR1 scores a censored run at the budget, a lower bound
+    of its true time): pairs where only Adam reached the target overstate AMGT's reduction, pairs where only AMGT
+    did understate it; both kinds together leave the mean's direction of bias unknown.  Empty without such pairs."""
+    if only_a and only_b:
+        return (f"{only_a + only_b} pair(s) censored on one side, both ways: the mean is not a bound either way")
+    if only_b:
+        return (f"the mean overstates AMGT's reduction: in {only_b} seed(s) AMGT's time counts as the budget, "
+                "a lower bound of a time it never reached")
+    if only_a:
+        return (f"the mean understates AMGT's reduction: in {only_a} seed(s) Adam's time counts as the budget, "
+                "a lower bound of a time it never reached")
+    return ""
+
+
 def reduction_claim(ctx: Context, cid: str, columns: Sequence[str], budgets: Sequence[str], what: str) -> ClaimResult:
     bench, runs, missing = final_phase(ctx, cid)
     if missing is not None:
@@ -159,6 +174,9 @@ def reduction_claim(ctx: Context, cid: str, columns: Sequence[str], budgets: Seq
     measured = (f"{what} ({col}; a run that never reached it scores the budget {btext}): mean reduction AMGT vs "
                 f"Adam {interval_text(res, 1, ' %')} over the seeds where at least one reached the target (paper "
                 f"~{paper:g} %); reached by AMGT only: {only_a}, by Adam only: {only_b}, by neither: {none}")
+    bound = censoring_note(only_a, only_b)
+    if bound:
+        measured += f"; {bound}"
     for extra in (fail, replay_note(data, bench, (AMGT, ADAM))):
         if extra:
             measured += f"; {extra}"

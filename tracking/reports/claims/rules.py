@@ -93,7 +93,8 @@ def _rules(s: VerdictSettings) -> dict[str, str]:
         "C7": (f"per seed, reduction d = 100·(1 − x_AMGT/x_Adam) % in steps to the target training loss "
                "(target_train_loss_step; epochs when steps are absent), final phase. A run that did not reach "
                "the target (budget ran out, diverged) scores the budget (the most steps any final run of the "
-               "benchmark completed; PAR1); a pair where neither reached it carries no information and is dropped "
+               "benchmark completed; PAR1), so a pair where only one reached it makes the mean a bound (said beside "
+               "it); a pair where neither reached it carries no information and is dropped "
                f"(counted). paired t, δ = {c('C7').sesoi:g} %, P = {c('C7').paper_effect:g} %, minimum "
                f"{c('C7').min_n} seeds; 'supported' also needs no seed where only Adam reached the target "
                "(the mirror for 'contradicted'). Not measured when no pair reached it."),
