@@ -58,6 +58,16 @@ def _known_error(exc: BaseException) -> str | None:
     return None
 
 
+def _reader_gone() -> None:
+    """stdout's reader went away (``amgt-study status | head -1``): end quietly, as a Unix filter does (Python's
+    advice for SIGPIPE: point stdout at devnull so the interpreter's final flush does not fail again)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a filter ended by a closed pipe
+
+
 def _guard(fn):
     """Turn the project's known errors into one line + exit 1 (tracebacks are for bugs only)."""
     import functools
@@ -68,6 +78,8 @@ def _guard(fn):
             return fn(*args, **kwargs)
         except KeyboardInterrupt as exc:
             _fail(f"interrupted ({str(exc) or 'Ctrl-C'})", 130)
+        except BrokenPipeError:
+            _reader_gone()
         except Exception as exc:  # noqa: BLE001 - classified: known errors are one line, bugs re-raised
             line = _known_error(exc)
             if line is None:
@@ -190,7 +202,7 @@ def _print_results(name: str, uri: str, display) -> None:
         for row in rows:
             table.add_row(*row)
         display.console.print(table)
-        for line in lines[-3:]:
+        for line in lines[2 + len(rows):]:  # after the title, the header and the rows: the notes, where to look
             display.console.print(line, markup=False, highlight=False)
         return
     for line in lines:
@@ -213,14 +225,17 @@ def _finish(name: str, summary: dict, cfg=None, tracking_uri: str | None = None,
         failed = sum(sum(s.failed.values()) for s in summary.values())
         why = f"{failed} failed after their retries" + (f", {missing - failed} not run" if missing > failed else "")
         again = sum(s.rerunnable for s in summary.values())
+        search = summary.get("search")
+        why_not = [w for w, present in (
+            ("a failed search trial has used its share of the budget", search is not None and any(search.failed.values())),
+            ("an optimizer without a completed search trial has nothing to re-run",
+             any(s.not_run for s in summary.values()))) if present]
         if again:
-            advice = (f"`amgt-study resume {name}` runs {again} of them again (a failed search trial has used its "
-                      f"share of the budget)")
+            advice = f"`amgt-study resume {name}` runs {again} of them again" + (f" ({why_not[0]})" if why_not else "")
         else:
-            advice = ("`resume` cannot add any: failed search trials have used their share of the budget, and an "
-                      "optimizer without a completed search trial has nothing to re-run; the results stand with "
-                      f"these failures recorded; to try again after fixing the cause, run the file under a new name "
-                      f"(--name {name}-2)")
+            advice = (f"`resume` cannot add any ({'; '.join(why_not) or 'nothing left to run'}): the results stand "
+                      f"with these failures recorded; to try again after fixing the cause, run the file under a new "
+                      f"name (--name {name}-2)")
         click.echo(f"warning: {missing} planned trial(s) of study {name} did not complete ({why}); "
                    f"see `amgt-study status {name}`; {advice}", err=True)
         sys.exit(3)

@@ -78,7 +78,7 @@ def status_lines(status: StudyStatus) -> list[str]:
         if c.replaced:
             lines.append(f"  {'':<10} {'':<18} ({c.replaced} interrupted search trial(s) replaced by resume)")
     lines.append("  (trials: completed + diverged + failed + interrupted + running <= planned; attempts = MLflow runs, "
-                 "one per try of a trial)")
+                 "one per try of a trial, replaced ones included)")
     for b in status.best:
         hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b.params.items())
         lines.append(f"  best {b.optimizer}: {b.metric}={b.value:.4g} (Optuna trial {b.number}; {hp})")
@@ -131,6 +131,12 @@ def _config_text(hparams: dict[str, str]) -> str:
     return ", ".join(f"{k}={short(v)}" for k, v in hparams.items()) or "defaults"
 
 
+#: What the results table's diverged and failed columns count (row per group; row per optimizer).
+FAILED_NOTE = ("diverged: of the runs shown; failed: the optimizer's trials that failed after their retries, "
+               "search trials included", "diverged, failed: over all of the optimizer's grid points or problems; "
+               "failed after their retries")
+
+
 def results_table(res) -> tuple[list[str], list[list[str]]]:
     """The results table of a ``study.summary.StudyResults``: a header and one row per optimizer (grid and
     quadratic phases: its best group), best first: optimizer, configuration, the headline metric's mean
@@ -138,11 +144,15 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
     metric = res.metric
     head = ["optimizer", "configuration", f"{metric or 'metric'} (mean [95% CI])", "n", "diverged", "failed"]
     rows, seen = [], set()
+    collapsed = res.phase in ("grid", "quadratic")  # one row per optimizer: its best group
     for g in res.ranked():
-        if res.phase in ("grid", "quadratic"):
+        if collapsed:
             if g.optimizer in seen:
                 continue
             seen.add(g.optimizer)
+        mine = [x for x in res.groups if x.optimizer == g.optimizer] if collapsed else [g]
+        diverged = sum(x.diverged for x in mine)
+        failed = sum(x.failed for x in mine) + res.search_failed.get(g.optimizer, 0)
         s = g.metrics.get(metric) if metric else None
         hp = g.best[1] if res.phase == "search" and g.best else g.hparams
         name = g.group if res.phase not in ("grid", "quadratic") else f"{g.optimizer} ({g.group})"
@@ -150,7 +160,7 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
             value = value_text(metric, g.best[0] if g.best else None)
         else:
             value = value_text(metric, *((s.mean, s.ci_low, s.ci_high) if s else (None,)))
-        rows.append([name, g.note or _config_text(hp), value, str(s.n if s else 0), str(g.diverged), str(g.failed)])
+        rows.append([name, g.note or _config_text(hp), value, str(s.n if s else 0), str(diverged), str(failed)])
     return head, rows
 
 
@@ -170,6 +180,7 @@ def results_lines(res, *, ui_command: str, report_command: str) -> list[str]:
         lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     lines.append("  (95% CI: Student's t over the seeds; accuracies in points)" if _is_accuracy(res.metric)
                  else "  (95% CI: Student's t over the seeds)")
+    lines.append(f"  ({FAILED_NOTE[res.phase in ('grid', 'quadratic')]})")
     lines.append(f"MLflow UI: {ui_command}  (the study's runs grouped by optimizer)")
     lines.append(f"report:    {res.report_artifact + ' (logged); rebuild with ' if res.report_artifact else ''}"
                  f"{report_command}")

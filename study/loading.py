@@ -127,11 +127,14 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
 _LEADING_FIELD = re.compile(r"^([A-Za-z_][\w.]*(?: \([^)]*\))?[\w.]*): (.*)$", re.S)
 
 
-def _from_set(path: str, sets: tuple[str, ...]) -> str:
-    """``path`` with the ``--set`` override that gave it (``epoch (from --set epoch=5)``), when one did."""
-    for item in sets:
+def _from_set(path: str, loc: tuple[Any, ...], sets: tuple[str, ...]) -> str:
+    """``path`` with the ``--set`` override that gave the field at ``loc`` (``epoch (from --set epoch=5)``): the
+    last one applied whose key is the field, a mapping above it (``--set search={...}``) or a key under it
+    (``--set a.b=1`` when ``a`` is refused); ``path`` alone when none did."""
+    raw = ".".join(str(p) for p in loc)
+    for item in reversed(sets):
         key = item.partition("=")[0].strip()
-        if path == key or path.startswith(key + "."):
+        if raw == key or raw.startswith(key + ".") or key.startswith(raw + "."):
             return f"{path} (from --set {clip_repr(item)[1:-1]})"
     return path
 
@@ -155,7 +158,7 @@ def format_validation_error(exc: ValidationError, data: Any, source: str, sets: 
             msg = "required field is missing"
         elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {clip_repr(err['input'])})"
-        msgs.append(f"field {_from_set(path, sets)}: {msg}")
+        msgs.append(f"field {_from_set(path, tuple(err['loc']), sets)}: {msg}")
     return _clip_line(f"study file {source}: " + "; ".join(msgs))
 
 
@@ -204,6 +207,9 @@ def apply_sets(data: Any, sets: list[str] | tuple[str, ...], source: str) -> Any
             value = raw
         node = data
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):
+            raise StudyConfigError(f"--set {clip_repr(item)[1:-1]}: an empty part in the key {clip_repr(key.strip())}; "
+                                   "use dotted field names, e.g. --set search.trials_per_optimizer=4")
         for part in parts[:-1]:
             nxt = node.get(part)
             if nxt is None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,10 +47,10 @@ from .plan import (
 )
 from .preflight import check_resources, check_study_data, local_resources
 from .stores import Stores, check_agreement, check_stores, create_records, read_study_record, resolve_stores
+from .interrupts import abandon, resume_hint
 from .watchdog import RayletWatchdog
 
 _log = logging.getLogger(__name__)
-_GUARD_WAIT_S = 5.0  # the most `_abandon` waits for a phase being opened (one store call with its retries)
 
 __all__ = ["StudyRunError", "StudyPlan", "plan_study", "run_study", "resume_study", "stores_for", "recorded_study_file"]
 
@@ -503,10 +502,10 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
 
     started_ray, experiment_id = _start_ray_and_records(cfg, stores, identity, address)
     lease = StudyLease(stores.tracking_uri, experiment_id, cfg.name)
-    drivers: list[_Driver] = []  # the driver, once made (what `_abandon` closes)
-    guard = threading.Lock()  # held while a phase opens; `_abandon` takes it for good (no phase opens after it)
-    watchdog = RayletWatchdog(lambda what: _abandon(cfg.name, stores.tracking_uri, experiment_id, drivers, lease,
-                                                    display, what, guard), started_here=started_ray)
+    drivers: list[_Driver] = []  # the driver, once made (what `abandon` closes)
+    guard = threading.Lock()  # held while a phase opens; `abandon` takes it for good (no phase opens after it)
+    watchdog = RayletWatchdog(lambda what: abandon(cfg.name, stores, experiment_id, drivers, lease, display, what,
+                                                   guard), started_here=started_ray)
     try:
         watchdog.start()  # from here on a lost raylet is one line and closed runs, lease included
         lease.acquire()  # before anything of a dead driver is closed: only the lease holder does that
@@ -539,7 +538,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                     tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id,
                                               reason="interrupted (Ctrl-C on the driver)", status="KILLED")
                 echo(f"[{cfg.name}] interrupted: the open phase and its running trials ended KILLED; finish the study "
-                     f"with {resume_hint(cfg.name, stores.tracking_uri)}")
+                     f"with {resume_hint(cfg.name, stores)}")
                 raise
             except BaseException as exc:
                 driver.phases.abort("FAILED", f"{type(exc).__name__}: {exc}")
@@ -551,47 +550,6 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
         lease.release()
         if started_ray:
             ray.shutdown()
-
-
-def resume_hint(name: str, tracking_uri: str) -> str:
-    """How to finish study ``name``: ``resume`` with the store it is in (the default store is the current
-    directory's, so from elsewhere the URI must be given)."""
-    import tracking
-
-    uri = tracking.mask_uri(tracking_uri)
-    if tracking_uri == tracking.resolve_tracking_uri(None):
-        return f"`amgt-study resume {name}` (from another directory: add --tracking-uri {uri})"
-    return f"`amgt-study resume {name} --tracking-uri {uri}`"
-
-
-def _abandon(name: str, tracking_uri: str, experiment_id: str, drivers: list[_Driver], lease, display,
-             what: str, guard: threading.Lock) -> None:
-    """The driver's Ray node is gone (study/watchdog.py): Ray will end this process within seconds without
-    running any of its code.  Say so in one line first, then end the open phase (of ``drivers``' driver, once
-    made) and the running trials KILLED (``resume`` runs them again), give the lease back, and leave with exit
-    status 1.  ``guard`` (the phases' lock) is taken first and never given back: a phase the main thread is
-    opening is recorded before it is closed, and no phase opens after it."""
-    import tracking
-
-    try:
-        if display is not None:
-            display.__exit__(None, None, None)  # the live area off the terminal before the line
-    except Exception:  # noqa: BLE001 - best effort: the line matters more
-        pass
-    print(f"error: lost the Ray node this driver runs on ({what}); the open phase and its running trials are "
-          f"closed KILLED; finish the study with {resume_hint(name, tracking_uri)}", file=sys.stderr, flush=True)
-    guard.acquire(timeout=_GUARD_WAIT_S)  # a phase being opened: wait for it to be recorded, then close it
-    try:
-        for driver in drivers:
-            driver.phases.abort("KILLED", f"interrupted (lost the driver's Ray node: {what})")
-        tracking.close_stale_runs(tracking_uri, name, experiment_id=experiment_id,
-                                  reason=f"interrupted: the driver's Ray node was lost ({what})", status="KILLED")
-        lease.release()
-    except Exception as exc:  # noqa: BLE001 - the next `resume` closes what is left
-        _log.warning("could not close the runs of study %s: %s", name, exc)
-    finally:
-        sys.stdout.flush()
-        os._exit(1)
 
 
 def resume_study(name: str, *, tracking_uri: str | None = None, optuna_storage: str | None = None,

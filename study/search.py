@@ -77,8 +77,10 @@ def make_sampler(cfg: StudyConfig, space: dict, seed: int):
         return optuna.samplers.RandomSampler(seed=seed)
     if s.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    from .grid_sampler import AskTellGridSampler
+
     grid = {name: grid_values(dim, s.grid_points) for name, dim in space.items()}
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return AskTellGridSampler(grid, seed=seed)
 
 
 def interrupted_numbers(ostudy) -> set[int]:

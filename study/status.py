@@ -5,8 +5,8 @@ optimizer's best search trial.  Returns records; the CLI formats them.
 Counting rules: only planned trials are counted (the plan comes from the study file recorded in MLflow),
 each once, by ``tracking.search.latest_attempts`` (its FINISHED run if any, else its latest attempt), so
 completed + diverged + failed + interrupted + running <= planned.  ``attempts`` counts every MLflow run of
-the planned trials (a retried trial has one per attempt).  A search trial a dead driver interrupted is not
-planned (``resume`` replaced it), and is shown apart as ``replaced``.
+the planned and the replaced trials (a retried trial has one per attempt).  A search trial a dead driver
+interrupted is not planned (``resume`` replaced it), and is shown apart as ``replaced``.
 """
 
 from __future__ import annotations
@@ -193,6 +193,12 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
         by_group.setdefault(group, []).append(run)
     planned_keys, replaced, asked = _planned_keys(cfg, stores, notes) if cfg else ({}, {}, {})
     live = record.lease is not None and record.lease.alive()
+    client = tracking.get_client(stores.tracking_uri)
+    # a driver killed outright (SIGKILL, lost machine) leaves its runs RUNNING: what it had in flight shows as
+    # running ("driver dead"), whether or not a trial's run had started; a driver that ended cleanly closed them
+    parent_running = any_run(client, [record.experiment_id],
+                             run_filter(study=name, role=schema.ROLE_PARENT, status="RUNNING"))
+    in_flight = live or parent_running or any(r.info.status == "RUNNING" for r in runs)
     counts: dict[tuple[str, str], TrialCounts] = {}
     for group in list(planned_keys) + [g for g in by_group if g not in planned_keys]:
         keys = planned_keys.get(group)
@@ -207,6 +213,7 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
         for key, run in latest.items():
             if key in gone:
                 c.replaced += 1
+                c.attempts += len(attempts[key])  # its runs were tries too
                 continue
             if keys is not None and key not in keys:
                 continue  # not a planned trial of these settings
@@ -225,11 +232,11 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
                 c.failed += 1
         if group[0] == "search":
             # asked of Optuna but never started as a run (a driver stopped while its trials waited for a worker):
-            # in flight while a driver holds the study, else interrupted (`resume` replaces them); replaced ones
-            # count as replaced, as those with a run do
+            # running while in flight (see above), else interrupted (`resume` replaces them); replaced ones count
+            # as replaced, as those with a run do
             c.replaced += len(gone - set(latest))
             waiting = len(asked.get(group[1], set()) - set(latest) - gone)
-            if live:
+            if in_flight:
                 c.running += waiting
             else:
                 c.interrupted += waiting
@@ -239,9 +246,7 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
     if live:
         status.driver = record.lease.describe()
     # a driver killed before its first trial run leaves only its phase's parent run RUNNING
-    client = tracking.get_client(stores.tracking_uri)
-    orphaned = not live and not total.running and any_run(
-        client, [record.experiment_id], run_filter(study=name, role=schema.ROLE_PARENT, status="RUNNING"))
+    orphaned = not live and not total.running and parent_running
     # "not started": no trial run and no phase opened (a driver stopped before its first trial run has
     # opened, and closed, a phase: incomplete)
     started = bool(total.attempts) or (not live and any_run(

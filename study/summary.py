@@ -101,11 +101,10 @@ class GroupResult:
 
 def _not_rerun(search: list[GroupResult], final: list[GroupResult]) -> list[GroupResult]:
     """A final-phase row for each optimizer of the search that has none in the final phase (no completed search
-    trial, so nothing to re-run): its search trials' failures and divergences, so it is not missing from the
-    results table."""
+    trial, so nothing to re-run), so it is not missing from the results table (its failures:
+    ``StudyResults.search_failed``)."""
     present = {g.optimizer for g in final}
-    return [GroupResult("final", g.group, g.optimizer, trials=0, diverged=g.diverged, failed=g.failed,
-                        interrupted=g.interrupted, note="not re-run: no completed search trial")
+    return [GroupResult("final", g.group, g.optimizer, trials=0, note="not re-run: no completed search trial")
             for g in search if g.optimizer not in present]
 
 
@@ -221,6 +220,8 @@ class StudyResults:
 
     Attributes:
         report_artifact: ``runs:/<parent run>/report/report.html`` when a report was logged there.
+        search_failed: failed search trials per optimizer when the headline phase is ``final`` (a failed search
+            trial has used its share of the budget: the results table counts it with the optimizer's failures).
     """
 
     study: str
@@ -233,6 +234,7 @@ class StudyResults:
     parent_run_id: str | None
     tracking_uri: str
     report_artifact: str | None = None
+    search_failed: dict[str, int] = field(default_factory=dict)
 
     def ranked(self) -> list[GroupResult]:
         """Groups with the metric, best first; then the ones without."""
@@ -271,8 +273,11 @@ def study_results(tracking_uri: str, study: str) -> StudyResults:
         metric = parent.data.params.get("metric") if phase == "search" else None
         mode = parent.data.params.get("mode", "max")
         groups = phase_results(tracking_uri, exp.experiment_id, study, phase, metric=metric, mode=mode)
+        search_failed: dict[str, int] = {}
         if phase == "final" and "search" in parents:
-            groups += _not_rerun(phase_results(tracking_uri, exp.experiment_id, study, "search"), groups)
+            searched = phase_results(tracking_uri, exp.experiment_id, study, "search")
+            groups += _not_rerun(searched, groups)
+            search_failed = {g.optimizer: g.failed for g in searched if g.failed}
         if not groups:
             continue
         headline = metric if phase == "search" else headline_metric(groups)
@@ -284,5 +289,5 @@ def study_results(tracking_uri: str, study: str) -> StudyResults:
             report = None
         higher = (mode == "max") if phase == "search" else not (headline or "").endswith(("loss", "optimum"))
         return StudyResults(study, parent.data.tags.get(schema.TAG_KIND), phase, headline, higher, groups,
-                            exp.experiment_id, parent.info.run_id, tracking_uri, report)
+                            exp.experiment_id, parent.info.run_id, tracking_uri, report, search_failed)
     return StudyResults(study, None, None, None, True, [], exp.experiment_id, None, tracking_uri)

@@ -6,7 +6,7 @@ process by itself (about 1 s later on a local Ray, up to 10-15 s once the cluste
 no Python code runs, no ``finally`` block, no error line of ours, and the study's runs stay RUNNING until
 ``resume``.  :class:`RayletWatchdog` polls the raylet process (``psutil``, every ``interval_s``) and, when it is
 gone, calls ``on_lost`` first, which prints the one line, ends the open runs KILLED and leaves with
-``os._exit(1)`` before Ray does (study/runner.py ``_abandon``).  It watches from the moment Ray is up (before the
+``os._exit(1)`` before Ray does (study/interrupts.py ``abandon``).  It watches from the moment Ray is up (before the
 study's lease is taken) until the driver stops Ray on purpose.
 
 Where no local raylet can be found (Ray Client ``ray://`` connections, a process listing that is not

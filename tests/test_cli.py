@@ -301,3 +301,14 @@ def test_ray_failing_to_start_with_an_os_error_is_one_line(monkeypatch):
     with pytest.raises(StudyRunError, match="could not start a local Ray: The current node timed out during "
                                             "startup.*run the same command again"):
         ensure_ray(None)
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`amgt-study ... | head -1`: the reader goes away; no "a store is unreachable: Broken pipe" line, no
+    traceback, exit 141 (128 + SIGPIPE) as a Unix filter's."""
+    p = subprocess.Popen([sys.executable, "-c", "from study.cli import main; main()", "list", "optimizers"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before anything is written
+    rc = p.wait(timeout=120)
+    err = p.stderr.read().decode()
+    assert rc == 141 and err == "", (rc, err[-2000:])

@@ -370,13 +370,13 @@ def test_raylet_loss_is_one_line_and_closes_the_runs(tmp_path, moment):
 
 
 def test_a_node_lost_while_a_phase_opens_closes_that_phase(tmp_path, monkeypatch):
-    """The lost-node path (runner._abandon) runs on the watchdog's thread while the main thread may be opening a
-    phase (CI once saw a parent run left RUNNING when the raylet died as the lease was taken): it waits for that
-    parent run to be recorded, ends it KILLED, and no phase opens after it."""
+    """The lost-node path (study/interrupts.py abandon) runs on the watchdog's thread while the main thread may be
+    opening a phase (CI once saw a parent run left RUNNING when the raylet died as the lease was taken): it waits
+    for that parent run to be recorded, ends it KILLED, and no phase opens after it."""
     import types
 
     import tracking
-    from study import runner
+    from study import interrupts, runner
     from study.identity import study_identity
     from study.loading import load_study
     from study.plan import StudyContext, base_trial_config
@@ -405,14 +405,14 @@ def test_a_node_lost_while_a_phase_opens_closes_that_phase(tmp_path, monkeypatch
         raise Exited(code)
 
     monkeypatch.setattr(tracking, "start_parent_run", slow_start)
-    monkeypatch.setattr(runner.os, "_exit", fake_exit)
+    monkeypatch.setattr(interrupts.os, "_exit", fake_exit)
     opening = threading.Thread(target=phases.open, args=("search",))
     opening.start()
     assert entered.wait(30)
     lease = types.SimpleNamespace(release=lambda: None)
     with pytest.raises(Exited):
-        runner._abandon(cfg.name, stores.tracking_uri, experiment_id, [types.SimpleNamespace(phases=phases)], lease,
-                        None, "raylet pid 0 gone", guard)
+        interrupts.abandon(cfg.name, stores, experiment_id, [types.SimpleNamespace(phases=phases)], lease, None,
+                        "raylet pid 0 gone", guard)
     opening.join(30)
     client = tracking.get_client(stores.tracking_uri)
     (parent,) = client.search_runs([experiment_id])

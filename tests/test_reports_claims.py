@@ -168,6 +168,17 @@ def test_c7_a_target_reached_at_the_budget_is_not_read_as_a_tie():
     assert "understates AMGT's reduction: in 5 seed(s)" in res.measured, res.measured
 
 
+def test_c7_without_a_recorded_budget_says_which_pairs_are_left_out():
+    """No `steps` column: a censored run cannot be scored, so its pair is not in the mean, and the text says so
+    (not that it counts as the budget)."""
+    _, res = verdict("C7", rows({"amgt": [np.nan] * 3 + [40.0, 41.0, 39.0], "adam": [50.0] * 6},
+                                "target_train_loss_step"))
+    assert "3 pair(s) where only one reached the target left out: without the budget (steps)" in res.measured
+    assert "counts as the budget" not in res.measured and res.n == 3, res.measured
+    v, res = verdict("C7", rows({"amgt": [np.nan] * 5, "adam": [50.0] * 5}, "target_train_loss_step"))
+    assert v == NM and "the budget (steps) was not recorded" in res.reason, res.reason
+
+
 def test_c8_time_to_target():
     t = rows({"amgt": [8, 8.2, 7.9, 8.1, 8.0], "adam": [10, 10.1, 9.9, 10.2, 10]}, "target_val_accuracy_time_s")
     assert verdict("C8", t)[0] == SUP

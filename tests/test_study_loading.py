@@ -97,3 +97,21 @@ def test_a_bad_field_given_by_set_names_the_set_not_the_file():
     with pytest.raises(StudyConfigError) as e:  # a field of the file itself: no --set named
         parse_study_text("name: x\nkind: comparison\nepoch: 3\n", "f.yaml", sets=["seeds=2"])
     assert "field epoch: unknown field" in str(e.value) and "--set" not in str(e.value)
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["epochs=3", "epochs=0"], "field epochs (from --set epochs=0): "),  # the last one applied
+    (["search.trials_per_optimizer=3", "search={foo: 1}"], "field search.trials_per_optimizer (from --set search={foo: 1})"),
+    (["a.b.c=1"], "field a (from --set a.b.c=1): unknown field"),  # a key under the refused field
+    (["k" * 300 + "=1"], "(from --set kkkk"),  # a long key: matched before the path is clipped
+])
+def test_set_attribution_follows_what_was_applied(sets, expected):
+    with pytest.raises(StudyConfigError) as e:
+        load_study(QUICKSTART, sets=sets)
+    assert expected in str(e.value), str(e.value)
+
+
+def test_a_set_key_with_an_empty_part_is_refused():
+    with pytest.raises(StudyConfigError) as e:
+        load_study(QUICKSTART, sets=[".epochs=3"])
+    assert str(e.value).startswith("--set .epochs=3: an empty part in the key '.epochs'"), str(e.value)

@@ -11,8 +11,8 @@ from study.phases import PhaseSummary
 
 @pytest.fixture
 def flaky_study(tmp_path):
-    """A comparison study as the runner records it: adam's search trial completed and it ran in the final phase
-    over 2 seeds; nadam's two search trials failed, so it was not re-run."""
+    """A comparison study as the runner records it: one of adam's two search trials completed (the other failed)
+    and it ran in the final phase over 2 seeds; nadam's two search trials failed, so it was not re-run."""
     import tracking
     from tracking.reports.synthetic import log_trial, start_parent
 
@@ -23,6 +23,8 @@ def flaky_study(tmp_path):
     search = start_parent(client, exp, study="flaky", phase="search", kind="comparison")
     log_trial(client, exp, search, study="flaky", phase="search", optimizer="adam", benchmark="digits-cnn", seed=0,
               hparams={"lr": 1e-3}, history=hist)
+    log_trial(client, exp, search, study="flaky", phase="search", optimizer="adam", benchmark="digits-cnn", seed=1,
+              hparams={"lr": 1e-2}, history=hist, outcome="failed")
     for seed in (0, 1):
         log_trial(client, exp, search, study="flaky", phase="search", optimizer="nadam", benchmark="digits-cnn",
                   seed=seed, hparams={"lr": 1e-3 * (seed + 1)}, history=hist, outcome="failed")
@@ -40,10 +42,14 @@ def test_an_optimizer_whose_search_trials_all_failed_stays_in_the_table(flaky_st
     res = study_results(flaky_study, "flaky")
     assert res.phase == "final" and [g.optimizer for g in res.ranked()] == ["adam", "nadam"]
     lines = results_lines(res, ui_command="ui", report_command="report")
+    (adam,) = [ln for ln in lines if ln.strip().startswith("adam")]
+    assert adam.split()[-3:] == ["2", "0", "1"], adam  # its failed search trial counted with its failures
     (nadam,) = [ln for ln in lines if ln.strip().startswith("nadam")]
     cells = nadam.split()
     assert "not re-run: no completed search trial" in nadam and cells[-3:] == ["0", "0", "2"], nadam  # n, div, failed
     assert "-" in cells  # no value, not a made-up one
+    assert "(diverged: of the runs shown; failed: the optimizer's trials that failed after their retries, search " \
+           "trials included)" in [ln.strip() for ln in lines]
 
 
 def test_resume_is_advised_only_when_it_can_run_something(capsys, flaky_study):
@@ -60,14 +66,20 @@ def test_resume_is_advised_only_when_it_can_run_something(capsys, flaky_study):
     assert search.missing == 2 and final.missing == 2 and search.rerunnable == 0 and final.rerunnable == 0
     code, warning = finish({"search": search, "final": final})
     assert code == 3 and "4 planned trial(s) of study flaky did not complete" in warning
-    assert "`resume` cannot add any" in warning and "--name flaky-2" in warning
+    assert "`resume` cannot add any (a failed search trial has used its share of the budget; an optimizer without " \
+           "a completed search trial has nothing to re-run)" in warning and "--name flaky-2" in warning
     assert "amgt-study resume flaky`" not in warning
 
     # a failed final trial and an interrupted search trial: resume runs both
     search = PhaseSummary("search", planned={"adam": 2}, finished={"adam": 1}, interrupted={"adam": 1})
     final = PhaseSummary("final", planned={"adam": 2}, finished={"adam": 1}, failed={"adam": 1})
     code, warning = finish({"search": search, "final": final})
-    assert code == 3 and "`amgt-study resume flaky` runs 2 of them again" in warning, warning
+    assert code == 3 and warning.endswith("`amgt-study resume flaky` runs 2 of them again"), warning
+
+    # no search phase (an ablation): nothing said of search budgets
+    abl = PhaseSummary("ablation", planned={"adam": 2}, finished={"adam": 1}, failed={"adam": 1})
+    code, warning = finish({"ablation": abl})
+    assert warning.endswith("`amgt-study resume flaky` runs 1 of them again") and "search" not in warning, warning
 
 
 def test_status_counts_search_trials_asked_but_never_started(tmp_path):
@@ -78,7 +90,7 @@ def test_status_counts_search_trials_asked_but_never_started(tmp_path):
 
     from study.identity import study_identity
     from study.loading import dump_study, parse_study
-    from study.plan import optuna_study_name
+    from study.plan import optuna_study_name, search_trial_key
     from study.search import ATTR_INTERRUPTED
     from study.status import study_status
     from study.stores import create_records, resolve_stores
@@ -93,12 +105,33 @@ def test_status_counts_search_trials_asked_but_never_started(tmp_path):
     first, second = ostudy.ask(), ostudy.ask()
     c = study_status(stores, "asked").counts[("search", "adam")]
     assert (c.planned, c.interrupted, c.running, c.attempts, c.replaced) == (3, 2, 0, 0, 0), c
+
+    # the driver killed outright (its phase's parent run left RUNNING): in flight, as a trial with a run would be
+    import tracking
+    from tracking import schema
+    from tracking.reports.synthetic import log_trial, start_parent
+
+    client = tracking.get_client(stores.tracking_uri)
+    exp = client.get_experiment_by_name("asked").experiment_id
+    parent = start_parent(client, exp, study="asked", phase="search", kind="comparison")
+    st = study_status(stores, "asked")
+    c = st.counts[("search", "adam")]
+    assert (c.interrupted, c.running) == (0, 2) and st.state == "driver dead", (c, st.state)
+    # one of them had started a run, which the interrupted driver left KILLED
+    run = log_trial(client, exp, parent, study="asked", phase="search", optimizer="adam", benchmark="digits-cnn",
+                    seed=0, hparams={"lr": 1e-3}, history=[], finish=False)
+    client.set_tag(run, schema.TAG_TRIAL_KEY, search_trial_key("asked", "adam", first.number))
+    client.set_terminated(run, "KILLED")
+    client.set_terminated(parent, "KILLED")
+    c = study_status(stores, "asked").counts[("search", "adam")]
+    assert (c.interrupted, c.running, c.attempts) == (2, 0, 1), c
+
     # what `resume` does first (study/search.py settle_interrupted): told FAIL, recorded as interrupted
     for t in (first, second):
         ostudy.tell(t, state=optuna.trial.TrialState.FAIL)
     ostudy.set_user_attr(ATTR_INTERRUPTED, [first.number, second.number])
     c = study_status(stores, "asked").counts[("search", "adam")]
-    assert (c.interrupted, c.running, c.replaced) == (0, 0, 2), c
+    assert (c.interrupted, c.running, c.replaced, c.attempts) == (0, 0, 2, 1), c  # the replaced trial's run counted
 
 
 def test_ray_tunes_trials_did_not_complete_line_is_dropped():
@@ -126,3 +159,71 @@ def test_ray_tunes_trials_did_not_complete_line_is_dropped():
     finally:
         log.removeHandler(handler)
     assert seen == ["something else went wrong"]
+
+
+def test_a_grid_search_told_one_trial_at_a_time_ends_without_an_error():
+    """Optuna's GridSampler calls `Study.stop()` once its grid is visited, which raises under ask-and-tell (a
+    tester saw the last grid trial reported failed although Optuna and MLflow had it COMPLETE); the sampler a grid
+    search uses does not, and a budget larger than the grid revisits points."""
+    import optuna
+
+    from study.loading import parse_study
+    from study.search import make_sampler
+    from study.spaces import to_optuna_distributions
+
+    cfg = parse_study({"name": "g", "kind": "comparison", "benchmark": "digits-cnn", "epochs": 1,
+                       "optimizers": ["adam"], "seeds": 1,
+                       "search": {"trials_per_optimizer": 3, "sampler": "grid", "grid_points": 2}})
+    space = cfg.optimizers[0].resolved_space()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    ostudy = optuna.create_study(sampler=make_sampler(cfg, space, seed=0), direction="maximize")
+    seen = []
+    for _ in range(3):
+        trial = ostudy.ask(to_optuna_distributions(space))
+        seen.append(trial.params["lr"])
+        ostudy.tell(trial, 0.5)  # raised RuntimeError("`Study.stop` is supposed to be invoked inside ...")
+    assert [t.state.name for t in ostudy.trials] == ["COMPLETE"] * 3
+    assert len(set(seen)) == 2
+
+
+def test_the_resume_hint_is_a_command_that_works_as_printed(tmp_path, monkeypatch):
+    """The interrupt line's `resume` command: shell-quoted (a path with a space), with the stores when they are not
+    the defaults, a password shown as *** and said so (a tester's pasted command failed on a space)."""
+    import shlex
+
+    from study.interrupts import resume_hint
+    from study.stores import resolve_stores
+
+    monkeypatch.chdir(tmp_path)
+    here = resolve_stores(None)
+    assert resume_hint("s", here) == (f"`amgt-study resume s` (from another directory: add --tracking-uri "
+                                      f"{here.tracking_uri})")
+    spaced = tmp_path / "a b"
+    spaced.mkdir()
+    other = resolve_stores(f"sqlite:///{spaced}/mlflow.db")
+    hint = resume_hint("s", other)
+    assert shlex.split(hint.strip("`")) == ["amgt-study", "resume", "s", "--tracking-uri", f"sqlite:///{spaced}/mlflow.db"]
+    split = resolve_stores(f"sqlite:///{spaced}/mlflow.db", f"sqlite:///{tmp_path}/elsewhere.db")
+    assert shlex.split(resume_hint("s", split).strip("`"))[-2:] == ["--optuna-storage", f"sqlite:///{tmp_path}/elsewhere.db"]
+    secret = resolve_stores("postgresql+psycopg://u:pw@127.0.0.1:5432/db")
+    hint = resume_hint("s", secret)
+    assert "pw" not in hint and "u:***@127.0.0.1" in hint and "the password is shown as ***: give yours" in hint, hint
+
+
+def test_the_report_lists_an_optimizer_that_was_never_re_run(flaky_study, tmp_path):
+    """The report agrees with the results table: nadam (every search trial failed) is a comparison row with its
+    failed search trials and no accuracy, and the answer table says it was not re-run (a tester found it only
+    under "What is missing")."""
+    import pandas as pd
+
+    from tracking.reports import build_report
+
+    out = tmp_path / "rep"
+    build_report(["flaky"], tracking_uri=flaky_study, out_dir=out, formats=["csv", "md"], log_artifacts=False)
+    comp = pd.read_csv(out / "comparison.csv", keep_default_na=False).set_index("optimizer")
+    assert comp.loc["nadam", "note"] == "not re-run: no completed search trial"
+    assert (comp.loc["nadam", "runs"], comp.loc["nadam", "n"], comp.loc["nadam", "search_failed"]) == (0, 0, 2)
+    assert comp.loc["nadam", "test_acc_mean"] == "" and comp.loc["adam", "search_failed"] == 1
+    answer = pd.read_csv(out / "answer_optimizers.csv", keep_default_na=False).set_index("optimizer")
+    row = answer.loc[[i for i in answer.index if i.lower() == "nadam"][0]]
+    assert row["test accuracy % [95 % CI]"] == "not re-run: no completed search trial (2 failed search trial(s))"

@@ -81,6 +81,13 @@ def answer_optimizers(phase: str, table: pd.DataFrame, baseline: str = ADAM) -> 
     for bench, g in table.groupby("benchmark", sort=True):
         for r in g.sort_values("test_acc_mean", ascending=False, na_position="last").itertuples():
             sd = getattr(r, "sigma_seeds", math.nan)
+            note = getattr(r, "note", "")
+            if isinstance(note, str) and note:  # e.g. searched but never run in the final phase
+                failed = int(getattr(r, "search_failed", 0) or 0)
+                rows.append({"benchmark": bench, "optimizer": NAMES.get(r.optimizer, r.optimizer), "n": 0,
+                             "test accuracy % [95 % CI]": note + (f" ({failed} failed search trial(s))" if failed else ""),
+                             "σ over seeds (points)": "", "vs reference, points [95 % CI]": ""})
+                continue
             rows.append({"benchmark": bench, "optimizer": NAMES.get(r.optimizer, r.optimizer), "n": int(r.n),
                          "test accuracy % [95 % CI]": _ci(r.test_acc_mean, r.ci_low, r.ci_high),
                          "σ over seeds (points)": f"{sd:.2f}" if math.isfinite(sd) else "",

@@ -124,9 +124,11 @@ def settings_table(data: ReportData) -> pd.DataFrame:
 
 
 COMPARISON_COLUMNS = [
-    "benchmark", "optimizer", "runs", "n", "diverged", "failed", "interrupted", "running", "replayed",
+    "benchmark", "optimizer", "runs", "n", "diverged", "failed", "interrupted", "running", "replayed", "search_failed",
     "test_acc_mean", "ci_low", "ci_high", "paper_acc", "sigma_seeds", "sigma_epochs_detrended", "diff_vs_adam", "diff_ci_low", "diff_ci_high",
-    "n_pairs", "sd_diff", "mde", "p_t", "p_holm", "p_wilcoxon", "p_wilcoxon_floor", "hyperparameters"]
+    "n_pairs", "sd_diff", "mde", "p_t", "p_holm", "p_wilcoxon", "p_wilcoxon_floor", "hyperparameters", "note"]
+#: The comparison row of an optimizer searched on a benchmark but never run in its final phase.
+NOT_RERUN = "not re-run: no completed search trial"
 
 
 def comparison_columns(baseline: str = ADAM) -> list[str]:
@@ -145,9 +147,12 @@ def comparison_table(data: ReportData, settings: VerdictSettings | None = None, 
     diff = f"diff_vs_{baseline}"
     rows = []
     all_final = data.runs[data.runs["phase"] == "final"]
+    search = data.runs[data.runs["phase"] == "search"]
     for bench, allb in all_final.groupby("benchmark"):
         runs = data.usable("final", bench)
         base, _ = scored_accuracy(runs, baseline, bench)
+        searched = search[search["benchmark"] == bench]
+        search_failed = searched[searched["outcome"] == "failed"].groupby("optimizer").size()
         block = []
         for opt in _order(allb["optimizer"].dropna(), (*candidates, baseline)):
             r = runs[runs.optimizer == opt]
@@ -158,6 +163,7 @@ def comparison_table(data: ReportData, settings: VerdictSettings | None = None, 
                    "diverged": int((a.outcome == "diverged").sum()), "failed": int((a.outcome == "failed").sum()),
                    "interrupted": int((a.outcome == "interrupted").sum()), "running": int((a.outcome == "running").sum()),
                    "replayed": int((a["selection_overlap"].fillna("") != "").sum()) if "selection_overlap" in a else 0,
+                   "search_failed": int(search_failed.get(opt, 0)), "note": "",
                    "test_acc_mean": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
                    "paper_acc": PAPER_ACCURACY.get(bench, {}).get(opt, math.nan),
                    "sigma_seeds": float(scored.std(ddof=1)) if len(scored) > 1 else math.nan,
@@ -175,6 +181,10 @@ def comparison_table(data: ReportData, settings: VerdictSettings | None = None, 
                            sd_diff=res.sd, mde=res.power.mde, p_t=res.p, p_wilcoxon=res.p_wilcoxon,
                            p_wilcoxon_floor=wilcoxon_floor(res.n))
             block.append(row)
+        for opt in sorted(set(searched["optimizer"].dropna()) - set(allb["optimizer"].dropna())):
+            block.append({"benchmark": bench, "optimizer": opt, "runs": 0, "n": 0, "diverged": 0, "failed": 0,
+                          "interrupted": 0, "running": 0, "replayed": 0, "search_failed": int(search_failed.get(opt, 0)),
+                          "n_pairs": 0, "p_t": math.nan, "hyperparameters": "", "note": NOT_RERUN})
         adjusted = stats.holm([r["p_t"] for r in block])
         for r, p in zip(block, adjusted):
             r["p_holm"] = p

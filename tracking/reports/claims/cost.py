@@ -174,15 +174,22 @@ def reduction_claim(ctx: Context, cid: str, columns: Sequence[str], budgets: Seq
     measured = (f"{what} ({col}; a run that never reached it scores the budget {btext}): mean reduction AMGT vs "
                 f"Adam {interval_text(res, 1, ' %')} over the seeds where at least one reached the target (paper "
                 f"~{paper:g} %); reached by AMGT only: {only_a}, by Adam only: {only_b}, by neither: {none}")
-    bound = censoring_note(only_a, only_b)
+    if math.isfinite(budget):
+        bound = censoring_note(only_a, only_b)
+    else:
+        bound = (f"{only_a + only_b} pair(s) where only one reached the target left out: without the budget "
+                 f"({budgets[i]}) a run that never reached it cannot be scored") if only_a + only_b else ""
     if bound:
         measured += f"; {bound}"
     for extra in (fail, replay_note(data, bench, (AMGT, ADAM))):
         if extra:
             measured += f"; {extra}"
     if not d:
-        return ctx.result(cid, measured, NOT_MEASURED, f"neither AMGT nor Adam reached the target in any seed on "
-                          f"{bench} (or {col} was not recorded): the time to target is censored in every pair", bench)
+        why = (f"no pair can be scored on {bench}: where only one reached the target, the budget ({budgets[i]}) "
+               "was not recorded" if only_a + only_b else
+               f"neither AMGT nor Adam reached the target in any seed on {bench} (or {col} was not recorded): the "
+               "time to target is censored in every pair")
+        return ctx.result(cid, measured, NOT_MEASURED, why, bench)
     return ctx.result(cid, measured, dec.verdict, dec.reason, bench, **fields)
 
 
