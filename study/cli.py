@@ -226,10 +226,11 @@ def _finish(name: str, summary: dict, cfg=None, tracking_uri: str | None = None,
         why = f"{failed} failed after their retries" + (f", {missing - failed} not run" if missing > failed else "")
         again = sum(s.rerunnable for s in summary.values())
         search = summary.get("search")
-        why_not = [w for w, present in (
-            ("a failed search trial has used its share of the budget", search is not None and any(search.failed.values())),
-            ("an optimizer without a completed search trial has nothing to re-run",
-             any(s.not_run for s in summary.values()))) if present]
+        why_not = []
+        if search is not None and any(search.failed.values()):
+            why_not.append("a failed search trial has used its share of the budget")
+        if any(s.not_run for s in summary.values()):
+            why_not.append("an optimizer without a completed search trial has nothing to re-run")
         if again:
             advice = f"`amgt-study resume {name}` runs {again} of them again" + (f" ({why_not[0]})" if why_not else "")
         else:

@@ -131,6 +131,8 @@ def _config_text(hparams: dict[str, str]) -> str:
     return ", ".join(f"{k}={short(v)}" for k, v in hparams.items()) or "defaults"
 
 
+#: Phases whose results table has one row per optimizer (its best group), not one per group.
+_PER_OPTIMIZER = ("grid", "quadratic")
 #: What the results table's diverged and failed columns count (row per group; row per optimizer).
 FAILED_NOTE = ("diverged: of the runs shown; failed: the optimizer's trials that failed after their retries, "
                "search trials included", "diverged, failed: over all of the optimizer's grid points or problems; "
@@ -144,7 +146,7 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
     metric = res.metric
     head = ["optimizer", "configuration", f"{metric or 'metric'} (mean [95% CI])", "n", "diverged", "failed"]
     rows, seen = [], set()
-    collapsed = res.phase in ("grid", "quadratic")  # one row per optimizer: its best group
+    collapsed = res.phase in _PER_OPTIMIZER
     for g in res.ranked():
         if collapsed:
             if g.optimizer in seen:
@@ -155,7 +157,7 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
         failed = sum(x.failed for x in mine) + res.search_failed.get(g.optimizer, 0)
         s = g.metrics.get(metric) if metric else None
         hp = g.best[1] if res.phase == "search" and g.best else g.hparams
-        name = g.group if res.phase not in ("grid", "quadratic") else f"{g.optimizer} ({g.group})"
+        name = f"{g.optimizer} ({g.group})" if collapsed else g.group
         if res.phase == "search":
             value = value_text(metric, g.best[0] if g.best else None)
         else:
@@ -180,7 +182,7 @@ def results_lines(res, *, ui_command: str, report_command: str) -> list[str]:
         lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     lines.append("  (95% CI: Student's t over the seeds; accuracies in points)" if _is_accuracy(res.metric)
                  else "  (95% CI: Student's t over the seeds)")
-    lines.append(f"  ({FAILED_NOTE[res.phase in ('grid', 'quadratic')]})")
+    lines.append(f"  ({FAILED_NOTE[res.phase in _PER_OPTIMIZER]})")
     lines.append(f"MLflow UI: {ui_command}  (the study's runs grouped by optimizer)")
     lines.append(f"report:    {res.report_artifact + ' (logged); rebuild with ' if res.report_artifact else ''}"
                  f"{report_command}")

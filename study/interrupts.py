@@ -28,23 +28,23 @@ def resume_hint(name: str, stores: Stores) -> str:
     from .stores import derived_optuna_storage
 
     default = stores.tracking_uri == tracking.resolve_tracking_uri(None)
-    args = [] if default else ["--tracking-uri", stores.tracking_uri]
+    options = {} if default else {"--tracking-uri": stores.tracking_uri}
     if stores.optuna_storage and stores.optuna_storage != derived_optuna_storage(stores.tracking_uri):
-        args += ["--optuna-storage", stores.optuna_storage]
-    command = shlex.join(["amgt-study", "resume", name, *(tracking.mask_uri(a) for a in args)])
+        options["--optuna-storage"] = stores.optuna_storage
+    words = [w for option, uri in options.items() for w in (option, tracking.mask_uri(uri))]
     notes = [f"from another directory: add --tracking-uri {shlex.quote(tracking.mask_uri(stores.tracking_uri))}"] \
         if default else []
-    if any(tracking.mask_uri(a) != a for a in [stores.tracking_uri, *args]):
+    if any(tracking.mask_uri(uri) != uri for uri in (stores.tracking_uri, *options.values())):
         notes.append("the password is shown as ***: give yours")
-    return f"`{command}`" + (f" ({'; '.join(notes)})" if notes else "")
+    return f"`{shlex.join(['amgt-study', 'resume', name, *words])}`" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def abandon(name: str, stores: Stores, experiment_id: str, drivers: list, lease, display,
             what: str, guard: threading.Lock) -> None:
     """The driver's Ray node is gone (study/watchdog.py): Ray will end this process within seconds without
     running any of its code.  Say so in one line first, then end the open phase (of ``drivers``' driver, once
-    made: each with ``phases``) and the running trials KILLED (``resume`` runs them again), give the lease back, and leave with exit
-    status 1.  ``guard`` (the phases' lock) is taken first and never given back: a phase the main thread is
+    made: each has ``phases``) and the running trials KILLED (``resume`` runs them again), give the lease back,
+    and leave with exit status 1.  ``guard`` (the phases' lock) is taken first and never given back: a phase the main thread is
     opening is recorded before it is closed, and no phase opens after it."""
     import tracking
 

@@ -90,6 +90,12 @@ class OptimizerProgress:
     def settled(self) -> bool:
         return self.planned > 0 and self.done + self.failed >= self.planned
 
+    def offer(self, value, mode: str) -> None:
+        """Keep ``value`` as ``best`` when it is a finite number better than it (``mode`` "max" or "min")."""
+        if isinstance(value, (int, float)) and math.isfinite(value) and (
+                self.best is None or (value > self.best if mode == "max" else value < self.best)):
+            self.best = float(value)
+
 
 @dataclass
 class PhaseProgress:
@@ -432,10 +438,7 @@ class StudyProgress(tune.Callback):
             for opt, n in planned.items():
                 o = ph.optimizers.setdefault(opt, OptimizerProgress())
                 o.planned, o.done = int(n), max(o.done, int(done.get(opt, 0)))
-                v = (best or {}).get(opt)
-                if v is not None and math.isfinite(v) and (
-                        o.best is None or (v > o.best if self.state.mode == "max" else v < o.best)):
-                    o.best = float(v)
+                o.offer((best or {}).get(opt), self.state.mode)
             ph.closed = False
             self._grow_total()
         self.display.refresh(self.state)
@@ -505,11 +508,7 @@ class StudyProgress(tune.Callback):
             t = self.state.running.get(trial.trial_id)
             if t is not None:
                 t.epoch = int(result.get("epoch") or result.get("training_iteration") or t.epoch)
-            v = result.get(self.state.metric)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                o = self._opt(phase, opt)
-                if o.best is None or (v > o.best if self.state.mode == "max" else v < o.best):
-                    o.best = float(v)
+            self._opt(phase, opt).offer(result.get(self.state.metric), self.state.mode)
         self.display.refresh(self.state)
 
     def _ended(self, trial, phase: str, opt: str, what: str | None) -> OptimizerProgress:

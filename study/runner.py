@@ -144,8 +144,8 @@ def plan_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stor
 
 
 def _done_text(stores: Stores, name: str) -> str:
-    """``"12/40 planned trials finished"`` (completed or diverged) from the study's status (study/status.py); what it cannot read is
-    said as such (a dry run still prints its plan)."""
+    """``"12/40 planned trials finished"`` (completed or diverged) from the study's status (study/status.py);
+    what it cannot read is said as such (a dry run still prints its plan)."""
     from .status import study_status
 
     try:
@@ -357,7 +357,7 @@ class _Driver:
         from ray import tune
 
         from .searcher import OptunaStudiesSearch
-        from .search import best_trial
+        from .search import recorded_best
 
         cfg, s = self.cfg, self.cfg.search
         search = self.phases.open("search")
@@ -366,8 +366,6 @@ class _Driver:
 
         def start_final() -> list[PlannedTrial]:
             """Close the search phase, open the final one; its trials not finished yet."""
-            from .optuna_store import load_optuna_study
-
             _tally_search(cfg, self.stores, self.ctx, search)
             self.close("search")
             final = self.phases.open("final")
@@ -378,8 +376,7 @@ class _Driver:
 
                     best[entry.name] = BestTrial({}, None, None)
                     continue
-                ostudy = load_optuna_study(self.stores.optuna_storage, optuna_study_name(cfg.name, entry.name))
-                chosen = best_trial(ostudy, s.mode) if ostudy is not None else None
+                chosen = recorded_best(self.stores.optuna_storage, cfg.name, entry.name, s.mode)
                 if chosen is not None:
                     best[entry.name] = chosen
             self.phases.record_best(best)
@@ -428,14 +425,12 @@ class _Driver:
     def search_bests(self, done: dict[str, int]) -> dict[str, float]:
         """The best search score recorded before this driver (each optimizer's Optuna study's best COMPLETE
         trial, the one the final phase selects), for optimizers with trials ``done``."""
-        from .optuna_store import load_optuna_study
-        from .search import best_trial
+        from .search import recorded_best
 
         bests = {}
         for opt in (o for o, n in done.items() if n):
-            ostudy = load_optuna_study(self.stores.optuna_storage, optuna_study_name(self.cfg.name, opt))
-            chosen = best_trial(ostudy, self.cfg.search.mode) if ostudy is not None else None
-            if chosen is not None and chosen.value is not None:
+            chosen = recorded_best(self.stores.optuna_storage, self.cfg.name, opt, self.cfg.search.mode)
+            if chosen is not None:
                 bests[opt] = chosen.value
         return bests
 

@@ -28,6 +28,7 @@ __all__ = [
     "make_sampler",
     "startup_trials",
     "settle_interrupted",
+    "recorded_best",
     "counted_trials",
     "interrupted_numbers",
     "best_trial",
@@ -122,6 +123,20 @@ def counted_trials(ostudy) -> list:
     return [t for t in ostudy.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             or (t.state == TrialState.FAIL and t.number not in skip)]
+
+
+def recorded_best(storage: str, study: str, optimizer: str, mode: str) -> BestTrial | None:
+    """The best COMPLETE trial of ``optimizer``'s Optuna study in ``storage`` (:func:`best_trial`), or None when
+    that study does not exist or completed none.
+
+    Raises:
+        what the storage raises when it cannot be read.
+    """
+    from .optuna_store import load_optuna_study
+    from .plan import optuna_study_name
+
+    ostudy = load_optuna_study(storage, optuna_study_name(study, optimizer))
+    return best_trial(ostudy, mode) if ostudy is not None else None
 
 
 def best_trial(ostudy, mode: str) -> BestTrial | None:

@@ -151,20 +151,17 @@ def _planned_keys(cfg: StudyConfig, stores: Stores, notes: list[str]) -> tuple[d
 
 
 def _best(cfg: StudyConfig, stores: Stores, notes: list[str]) -> list[BestConfiguration]:
-    from .plan import optuna_study_name
-    from .search import best_trial
-    from .optuna_store import load_optuna_study
+    from .search import recorded_best
 
     out = []
     if cfg.kind != "comparison" or not stores.optuna_storage:
         return out
     for entry in cfg.optimizers:
         try:
-            ostudy = load_optuna_study(stores.optuna_storage, optuna_study_name(cfg.name, entry.name))
+            b = recorded_best(stores.optuna_storage, cfg.name, entry.name, cfg.search.mode)
         except Exception as exc:  # noqa: BLE001
             notes.append(f"Optuna storage not readable: {exc}")
             return out
-        b = best_trial(ostudy, cfg.search.mode) if ostudy is not None else None
         if b is not None:
             out.append(BestConfiguration(entry.name, cfg.search.metric, b.value, b.number, b.params))
     return out

@@ -80,7 +80,7 @@ class GroupResult:
         metrics: ``{metric: MetricSummary}`` of :data:`SUMMARY_METRICS` present.
         best: search only: the best value of the search metric ``best_metric`` and its run's ``hp.*``.
         note: why the group has no trials of its own in this phase (a final-phase row of an optimizer whose
-            search trials all failed: ``failed`` then counts those), else empty.
+            search trials all failed; their failures are in ``StudyResults.search_failed``), else empty.
     """
 
     phase: str
@@ -103,8 +103,10 @@ def _not_rerun(search: list[GroupResult], final: list[GroupResult]) -> list[Grou
     """A final-phase row for each optimizer of the search that has none in the final phase (no completed search
     trial, so nothing to re-run), so it is not missing from the results table (its failures:
     ``StudyResults.search_failed``)."""
+    from tracking import schema
+
     present = {g.optimizer for g in final}
-    return [GroupResult("final", g.group, g.optimizer, trials=0, note="not re-run: no completed search trial")
+    return [GroupResult("final", g.group, g.optimizer, trials=0, note=schema.NOTE_NOT_RERUN)
             for g in search if g.optimizer not in present]
 
 

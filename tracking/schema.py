@@ -93,3 +93,5 @@ EXPERIMENT_KIND_TRAINING = "custom_model_development"
 TAG_NOTE = "mlflow.note.content"       # the description the UI shows (experiments and runs)
 #: Experiment tag prefix of a saved runs view (``?viewStateShareKey=<key>`` in the UI's URL).
 TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+#: What the results table and the report say of an optimizer searched but never run in the final phase.
+NOTE_NOT_RERUN = "not re-run: no completed search trial"

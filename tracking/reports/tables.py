@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from tracking import schema
+
 from . import evidence as ev
 from . import stats
 from .claims import ADAM, AMGT, PAPER_ACCURACY, lr_grid
@@ -127,8 +129,7 @@ COMPARISON_COLUMNS = [
     "benchmark", "optimizer", "runs", "n", "diverged", "failed", "interrupted", "running", "replayed", "search_failed",
     "test_acc_mean", "ci_low", "ci_high", "paper_acc", "sigma_seeds", "sigma_epochs_detrended", "diff_vs_adam", "diff_ci_low", "diff_ci_high",
     "n_pairs", "sd_diff", "mde", "p_t", "p_holm", "p_wilcoxon", "p_wilcoxon_floor", "hyperparameters", "note"]
-#: The comparison row of an optimizer searched on a benchmark but never run in its final phase.
-NOT_RERUN = "not re-run: no completed search trial"
+
 
 
 def comparison_columns(baseline: str = ADAM) -> list[str]:
@@ -184,7 +185,7 @@ def comparison_table(data: ReportData, settings: VerdictSettings | None = None, 
         for opt in sorted(set(searched["optimizer"].dropna()) - set(allb["optimizer"].dropna())):
             block.append({"benchmark": bench, "optimizer": opt, "runs": 0, "n": 0, "diverged": 0, "failed": 0,
                           "interrupted": 0, "running": 0, "replayed": 0, "search_failed": int(search_failed.get(opt, 0)),
-                          "n_pairs": 0, "p_t": math.nan, "hyperparameters": "", "note": NOT_RERUN})
+                          "n_pairs": 0, "p_t": math.nan, "hyperparameters": "", "note": schema.NOTE_NOT_RERUN})
         adjusted = stats.holm([r["p_t"] for r in block])
         for r, p in zip(block, adjusted):
             r["p_holm"] = p

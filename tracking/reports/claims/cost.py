@@ -124,10 +124,17 @@ def _budget(runs: pd.DataFrame, column: str) -> float:
     return math.nan
 
 
-def censoring_note(only_a: int, only_b: int) -> str:
+def censoring_note(only_a: int, only_b: int, unrecorded_budget: str | None = None) -> str:
     """What one-sided censoring does to the mean reduction (PAR1 scores a censored run at the budget, a lower bound
     of its true time): pairs where only Adam reached the target overstate AMGT's reduction, pairs where only AMGT
-    did understate it; both kinds together leave the mean's direction of bias unknown.  Empty without such pairs."""
+    did understate it; both kinds together leave the mean's direction of bias unknown.  Without the budget
+    (``unrecorded_budget``: the column not recorded) such pairs cannot be scored and are left out.  Empty without
+    such pairs."""
+    if unrecorded_budget and only_a + only_b:
+        return (f"{only_a + only_b} pair(s) where only one reached the target left out: without the budget "
+                f"({unrecorded_budget}) a run that never reached it cannot be scored")
+    if unrecorded_budget:
+        return ""
     if only_a and only_b:
         return (f"{only_a + only_b} pair(s) censored on one side, both ways: the mean is not a bound either way")
     if only_b:
@@ -174,11 +181,7 @@ def reduction_claim(ctx: Context, cid: str, columns: Sequence[str], budgets: Seq
     measured = (f"{what} ({col}; a run that never reached it scores the budget {btext}): mean reduction AMGT vs "
                 f"Adam {interval_text(res, 1, ' %')} over the seeds where at least one reached the target (paper "
                 f"~{paper:g} %); reached by AMGT only: {only_a}, by Adam only: {only_b}, by neither: {none}")
-    if math.isfinite(budget):
-        bound = censoring_note(only_a, only_b)
-    else:
-        bound = (f"{only_a + only_b} pair(s) where only one reached the target left out: without the budget "
-                 f"({budgets[i]}) a run that never reached it cannot be scored") if only_a + only_b else ""
+    bound = censoring_note(only_a, only_b, None if math.isfinite(budget) else budgets[i])
     if bound:
         measured += f"; {bound}"
     for extra in (fail, replay_note(data, bench, (AMGT, ADAM))):
