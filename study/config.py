@@ -361,42 +361,55 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _kind_rules(self) -> "StudyConfig":
+        """Every study-level (cross-field) rule; all that fail are reported, one message per line."""
+        problems = self._problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        """The messages of the study-level rules that fail, each starting with the field it is about."""
+        problems: list[str] = []
         names = [o.name for o in self.optimizers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"optimizers: listed more than once: {', '.join(dupes)}")
+            problems.append(f"optimizers: listed more than once: {', '.join(dupes)}")
         if isinstance(self.benchmark, list) and len(set(self.benchmark)) != len(self.benchmark):
             dupes = sorted({b for b in self.benchmark if self.benchmark.count(b) > 1})
-            raise ValueError(f"benchmark: listed more than once: {', '.join(dupes)} (trial keys would collide)")
+            problems.append(f"benchmark: listed more than once: {', '.join(dupes)} (trial keys would collide)")
         for i, entry in enumerate(self.optimizers):
             if self.kind != "comparison" and entry.search_space is not None:
-                raise ValueError(f"optimizers.{i} ({entry.name}).search_space: only kind 'comparison' searches; "
-                                 f"kind {self.kind!r} would ignore it (use hparams)")
+                problems.append(f"optimizers.{i} ({entry.name}).search_space: only kind 'comparison' searches; "
+                                f"kind {self.kind!r} would ignore it (use hparams)")
             if self.sensitivity is not None and "lr" in entry.hparams:
-                raise ValueError(f"optimizers.{i} ({entry.name}).hparams.lr: the sensitivity lr grid sets lr; "
-                                 "a fixed lr would be ignored (remove it)")
+                problems.append(f"optimizers.{i} ({entry.name}).hparams.lr: the sensitivity lr grid sets lr; "
+                                "a fixed lr would be ignored (remove it)")
         if isinstance(self.benchmark, list) and self.kind != "quadratic":
-            raise ValueError("benchmark: a list of benchmarks is allowed for kind 'quadratic' only")
+            problems.append("benchmark: a list of benchmarks is allowed for kind 'quadratic' only")
         if self.kind == "comparison" and self.search is None:
-            raise ValueError("search: required for kind 'comparison' (sampler, trials_per_optimizer, metric)")
+            problems.append("search: required for kind 'comparison' (sampler, trials_per_optimizer, metric)")
         if self.kind != "comparison" and self.search is not None:
-            raise ValueError(f"search: only kind 'comparison' tunes; kind {self.kind!r} takes no search block")
+            problems.append(f"search: only kind 'comparison' tunes; kind {self.kind!r} takes no search block")
         if self.kind == "sensitivity" and self.sensitivity is None:
-            raise ValueError("sensitivity: required for kind 'sensitivity' (lr_low, lr_high, points)")
+            problems.append("sensitivity: required for kind 'sensitivity' (lr_low, lr_high, points)")
         if self.kind not in ("sensitivity", "quadratic") and self.sensitivity is not None:
-            raise ValueError(f"sensitivity: not used by kind {self.kind!r}")
-        if self.kind == "comparison":
-            self._check_metric()
+            problems.append(f"sensitivity: not used by kind {self.kind!r}")
+        if self.kind == "comparison" and self.search is not None:
+            try:
+                self._check_metric()
+            except ValueError as exc:
+                problems.append(str(exc))
+            problems.extend(self._grid_budget_problems())
         if self.device.startswith("cuda"):
             # Ray Tune hides every GPU from a trial that asked for none (CUDA_VISIBLE_DEVICES=""), and shows
             # a trial ceil(gpus) devices numbered from 0: any other device fails every trial.
             index = int(self.device.partition(":")[2] or 0)
             if self.resources.gpus == 0:
-                raise ValueError(f"device: {self.device!r} needs resources.gpus > 0 (Ray Tune gives a trial "
-                                 "without GPUs no CUDA device); set resources.gpus or use device 'auto'")
+                problems.append(f"device: {self.device!r} needs resources.gpus > 0 (Ray Tune gives a trial "
+                                "without GPUs no CUDA device); set resources.gpus or use device 'auto'")
             if index >= max(1, math.ceil(self.resources.gpus)):
-                raise ValueError(f"device: {self.device!r} is not visible to a trial with resources.gpus="
-                                 f"{self.resources.gpus:g} (its GPUs are numbered from cuda:0); use 'cuda' or 'auto'")
+                problems.append(f"device: {self.device!r} is not visible to a trial with resources.gpus="
+                                f"{self.resources.gpus:g} (its GPUs are numbered from cuda:0); use 'cuda' or 'auto'")
         if self.target:
             try:
                 from workers import get_benchmark
@@ -406,16 +419,36 @@ class StudyConfig(_Strict):
                 known = get_benchmark(b).defaults.get("targets", {})
                 for key in self.target:
                     if key not in known:
-                        raise ValueError(f"target.{key}: not a target of benchmark {b!r}; allowed: {', '.join(known)}")
+                        problems.append(f"target.{key}: not a target of benchmark {b!r}; allowed: {', '.join(known)}")
         if self.search is not None and self.search.early_stopping is not None:
             epochs = self.search.epochs or (self.epochs if self.epochs is not None else self._default_epochs())
             grace = self.search.early_stopping.grace_period
             if epochs is not None and grace > epochs:
-                raise ValueError(f"search.early_stopping.grace_period: {grace} is more than the {epochs} epoch(s) "
-                                 "of a trial (ASHA needs grace_period <= epochs)")
+                problems.append(f"search.early_stopping.grace_period: {grace} is more than the {epochs} epoch(s) "
+                                "of a trial (ASHA needs grace_period <= epochs)")
         if self.kind == "quadratic" and self._benchmark_kind() != "quadratic":
-            raise ValueError(f"benchmark: kind 'quadratic' needs quadratic benchmarks, got {self.benchmark!r}")
-        return self
+            problems.append(f"benchmark: kind 'quadratic' needs quadratic benchmarks, got {self.benchmark!r}")
+        return problems
+
+    def _grid_budget_problems(self) -> list[str]:
+        """``sampler: grid``: the budget fits every optimizer's grid. Optuna's GridSampler stops a study once
+        its grid is done; here every optimizer gets the same budget (docs/studies.md), so a budget larger
+        than a grid would re-run its points as new trials: refused, naming the optimizer and its grid size."""
+        s = self.search
+        if s.sampler != "grid":
+            return []
+        problems = []
+        for i, entry in enumerate(self.optimizers):
+            space = entry.resolved_space()
+            if not space:
+                continue
+            size = math.prod(len(grid_values(dim, s.grid_points)) for dim in space.values())
+            if s.trials_per_optimizer > size:
+                problems.append(
+                    f"search.trials_per_optimizer: {s.trials_per_optimizer} is more than the {size} point(s) of the "
+                    f"grid of optimizers.{i} ({entry.name}) ({', '.join(space)} at grid_points {s.grid_points}); "
+                    f"a grid visits each point once: use at most {size} or raise search.grid_points")
+        return problems
 
     def _check_metric(self) -> None:
         """``search.metric``: one the benchmark reports (its ``selection_metrics``); ``mode`` agrees with it."""

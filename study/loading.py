@@ -144,21 +144,23 @@ def format_validation_error(exc: ValidationError, data: Any, source: str, sets: 
     that a ``--set`` override in ``sets`` gave names that override."""
     msgs = []
     for err in exc.errors():
-        path = _field_path(tuple(err["loc"]), data)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        lead = _LEADING_FIELD.match(msg)
-        if lead:  # "hparams.lr: ..." raised by a model's own rule: the field it names goes into the path
-            path = lead.group(1) if path == "(file)" else f"{path}.{lead.group(1)}"
-            msg = lead.group(2)
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {clip_repr(err['input'])})"
-        msgs.append(f"field {_from_set(path, tuple(err['loc']), sets)}: {msg}")
+        text = err["msg"]
+        if text.startswith("Value error, "):
+            text = text[len("Value error, "):]
+        # a model's own rules (StudyConfig._problems) report every failing rule, one per line
+        for msg in text.split("\n") if err["type"] == "value_error" else [text]:
+            path = _field_path(tuple(err["loc"]), data)
+            lead = _LEADING_FIELD.match(msg)
+            if lead:  # "hparams.lr: ..." raised by a model's own rule: the field it names goes into the path
+                path = lead.group(1) if path == "(file)" else f"{path}.{lead.group(1)}"
+                msg = lead.group(2)
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
+                msg = f"{msg} (got {clip_repr(err['input'])})"
+            msgs.append(f"field {_from_set(path, tuple(err['loc']), sets)}: {msg}")
     return _clip_line(f"study file {source}: " + "; ".join(msgs))
 
 

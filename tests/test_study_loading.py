@@ -115,3 +115,24 @@ def test_a_set_key_with_an_empty_part_is_refused():
     with pytest.raises(StudyConfigError) as e:
         load_study(QUICKSTART, sets=[".epochs=3"])
     assert str(e.value).startswith("--set .epochs=3: an empty part in the key '.epochs'"), str(e.value)
+
+
+def test_every_failing_study_level_rule_is_reported_at_once():
+    """Cross-field rules (StudyConfig's own) all report, each with its field, in one line: a user fixing a
+    file is not sent back once per rule."""
+    text = ("name: multi\nkind: sensitivity\nbenchmark: [digits-cnn, digits-cnn]\n"
+            "optimizers: [adam, adam]\n"
+            "search: {sampler: tpe, trials_per_optimizer: 2, metric: val_accuracy}\n")
+    with pytest.raises(StudyConfigError) as e:
+        parse_study_text(text, "f.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    for part in ("field optimizers: listed more than once: adam",
+                 "field benchmark: listed more than once: digits-cnn",
+                 "field benchmark: a list of benchmarks is allowed for kind 'quadratic' only",
+                 "field search: only kind 'comparison' tunes",
+                 "field sensitivity: required for kind 'sensitivity'"):
+        assert part in msg, msg
+    with pytest.raises(StudyConfigError) as e:  # a per-field error still comes alone when it stops the rules
+        parse_study_text("name: x\nkind: comparison\nbenchmark: digits-cnn\noptimizers: [adam]\nseeds: -1\n", "f.yaml")
+    assert str(e.value).count("field ") == 1, str(e.value)

@@ -164,7 +164,7 @@ def test_ray_tunes_trials_did_not_complete_line_is_dropped():
 def test_a_grid_search_told_one_trial_at_a_time_ends_without_an_error():
     """Optuna's GridSampler calls `Study.stop()` once its grid is visited, which raises under ask-and-tell (a
     tester saw the last grid trial reported failed although Optuna and MLflow had it COMPLETE); the sampler a grid
-    search uses does not, and a budget larger than the grid revisits points."""
+    search uses does not; a budget larger than the grid is refused (it would repeat points)."""
     import optuna
 
     from study.loading import parse_study
@@ -173,17 +173,34 @@ def test_a_grid_search_told_one_trial_at_a_time_ends_without_an_error():
 
     cfg = parse_study({"name": "g", "kind": "comparison", "benchmark": "digits-cnn", "epochs": 1,
                        "optimizers": ["adam"], "seeds": 1,
-                       "search": {"trials_per_optimizer": 3, "sampler": "grid", "grid_points": 2}})
+                       "search": {"trials_per_optimizer": 2, "sampler": "grid", "grid_points": 2}})
     space = cfg.optimizers[0].resolved_space()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     ostudy = optuna.create_study(sampler=make_sampler(cfg, space, seed=0), direction="maximize")
     seen = []
-    for _ in range(3):
+    for _ in range(2):
         trial = ostudy.ask(to_optuna_distributions(space))
         seen.append(trial.params["lr"])
-        ostudy.tell(trial, 0.5)  # raised RuntimeError("`Study.stop` is supposed to be invoked inside ...")
-    assert [t.state.name for t in ostudy.trials] == ["COMPLETE"] * 3
+        ostudy.tell(trial, 0.5)  # the last one raised RuntimeError("`Study.stop` is supposed to be invoked ...")
+    assert [t.state.name for t in ostudy.trials] == ["COMPLETE"] * 2
     assert len(set(seen)) == 2
+
+
+def test_a_grid_budget_larger_than_an_optimizers_grid_is_refused():
+    """Equal budgets and a grid: an optimizer whose grid has fewer points than the budget would re-run points as
+    new trials; the study file is refused, naming the optimizer and its grid size."""
+    from study.config import StudyConfigError
+    from study.loading import parse_study
+
+    base = {"name": "g", "kind": "comparison", "benchmark": "digits-cnn", "epochs": 1, "seeds": 1,
+            "optimizers": ["amgt", "adam"]}
+    with pytest.raises(StudyConfigError) as e:
+        parse_study({**base, "search": {"trials_per_optimizer": 3, "sampler": "grid", "grid_points": 2}})
+    msg = str(e.value)
+    assert "field search.trials_per_optimizer: 3 is more than the 2 point(s) of the grid of optimizers.1 (adam)" in msg
+    assert "amgt" not in msg.partition("(adam)")[0].split("field ")[-1]  # AMGT's 4-dimensional grid has 16 points
+    parse_study({**base, "search": {"trials_per_optimizer": 3, "sampler": "grid", "grid_points": 3}})
+    parse_study({**base, "search": {"trials_per_optimizer": 3, "sampler": "random", "grid_points": 2}})
 
 
 def test_the_resume_hint_is_a_command_that_works_as_printed(tmp_path, monkeypatch):
