@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ray import tune
 
+from .errors import one_line
 from .plan import StudyContext
 
 __all__ = ["AttemptCloser", "trial_error_text", "failure_text", "last_error_line", "planned_of",
@@ -128,7 +129,7 @@ def close_attempts(ctx: StudyContext, trial_key: str, *, error: str, keep: str |
             client.set_terminated(run_id, status="FAILED")
             closed.append(run_id)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        _log.warning("could not close the MLflow runs of %s: %s", trial_key, exc)
+        _log.warning("could not close the MLflow runs of %s: %s", trial_key, one_line(exc))
     return closed
 
 

@@ -30,6 +30,18 @@ def _echo(line: str) -> None:
     sys.stdout.flush()
 
 
+def _cause_text(chain: list[BaseException]) -> str:
+    """``Type: message`` of the innermost exception of ``chain`` that says something (a wrapper's text can be
+    empty or ``()``: a tester was told "a store is unreachable: ()")."""
+    from .errors import one_line
+
+    for e in reversed(chain):
+        text = one_line(e, 400)
+        if text.strip("()[]{}'\" ,"):
+            return f"{type(e).__name__}: {text}"
+    return type(chain[-1]).__name__
+
+
 def _known_error(exc: BaseException) -> str | None:
     """The one line for an error the user can act on: the project's own errors (also when another library
     wrapped them, e.g. Ray Tune re-raising a searcher's error), a store that stayed unreachable, a lost Ray
@@ -51,7 +63,8 @@ def _known_error(exc: BaseException) -> str | None:
                 return f"{e.filename}: {e.strerror}"
             return one_line(e, 2000)
     if is_transient(exc):
-        return f"a store is unreachable: {one_line(chain[-1])}; start it again and `amgt-study resume` the study"
+        return (f"a store is unreachable ({_cause_text(chain)}); start it again and `amgt-study resume` the "
+                "study")
     if any(type(e).__module__.startswith("ray") and "Ray" in type(e).__name__ for e in chain):
         return (f"lost the Ray cluster: {one_line(chain[-1])}; the open phase's runs are closed by the next "
                 "`amgt-study resume` of the study")
@@ -76,7 +89,11 @@ def _guard(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM (study.interrupts.sigterm_as_interrupt): 143
+            from .interrupts import terminated
+
+            if terminated(exc):
+                _fail("interrupted (SIGTERM to the driver)", 143)
             _fail(f"interrupted ({str(exc) or 'Ctrl-C'})", 130)
         except BrokenPipeError:
             _reader_gone()
@@ -105,16 +122,19 @@ def cli() -> None:
     """
 
 
-def _store_options(fn):
-    """``--tracking-uri`` and ``--optuna-storage``: the same two options on every command that reads a study."""
+def _store_options(fn=None, *, with_file: bool = False):
+    """``--tracking-uri`` and ``--optuna-storage``: the same two options on every command that reads a study
+    (``with_file``: a command that takes a study file, whose own stores come first)."""
+    if fn is None:
+        return lambda f: _store_options(f, with_file=with_file)
+    first = "the study file's, then " if with_file else ""
     fn = click.option("--optuna-storage",
-                      help="Optuna storage URL (default: the study file's (run), then $AMGT_OPTUNA_STORAGE, "
-                           "then the one the study was recorded with, then derived from the tracking URI: optuna.db beside "
-                           "mlflow.db; <database>_optuna on PostgreSQL).")(fn)
+                      help=f"Optuna storage URL (default: {first}$AMGT_OPTUNA_STORAGE, then the one the "
+                           "study was recorded with, then derived from the tracking URI: optuna.db beside mlflow.db; "
+                           "<database>_optuna on PostgreSQL).")(fn)
     return click.option("--tracking-uri",
-                        help="MLflow tracking URI (sqlite:///..., postgresql+psycopg://..., http://...; default: the "
-                             "study file's (run), then $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db in the current "
-                             "directory).")(fn)
+                        help=f"MLflow tracking URI (sqlite:///..., postgresql+psycopg://..., http://...; default: "
+                             f"{first}$MLFLOW_TRACKING_URI, then sqlite:///mlflow.db in the current directory).")(fn)
 
 
 def _progress_options(fn):
@@ -141,7 +161,7 @@ def _display(quiet: bool, verbose: bool, system_metrics: bool):
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@_store_options
+@_store_options(with_file=True)
 @click.option("--name", help="Run the study under this name instead of the file's.")
 @click.option("--ray-address", help="Ray cluster address (default: the file's, then RAY_ADDRESS, then local).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -309,7 +329,8 @@ def validate(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
             click.echo(f"error: {' '.join(str(exc).split())}", err=True)
             continue
         n_opt = len(cfg.optimizers)
-        _echo(f"ok: {file}: study {cfg.name} ({cfg.kind}, {cfg.benchmark}, {n_opt} optimizer{'s' * (n_opt != 1)}, "
+        _echo(f"ok: {file}: study {cfg.name} ({cfg.kind}, {', '.join(cfg.benchmarks)}, "
+              f"{n_opt} optimizer{'s' * (n_opt != 1)}, "
               f"phases {', '.join(cfg.phases)})")
         try:
             check_study_data(cfg)

@@ -387,7 +387,8 @@ class StudyConfig(_Strict):
         if isinstance(self.benchmark, list) and self.kind != "quadratic":
             problems.append("benchmark: a list of benchmarks is allowed for kind 'quadratic' only")
         if self.kind == "comparison" and self.search is None:
-            problems.append("search: required for kind 'comparison' (sampler, trials_per_optimizer, metric)")
+            problems.append("search: required for kind 'comparison' (at least trials_per_optimizer; sampler "
+                            "defaults to tpe, metric to val_accuracy)")
         if self.kind != "comparison" and self.search is not None:
             problems.append(f"search: only kind 'comparison' tunes; kind {self.kind!r} takes no search block")
         if self.kind == "sensitivity" and self.sensitivity is None:
@@ -457,8 +458,9 @@ class StudyConfig(_Strict):
         s = self.search
         allowed = get_benchmark(self.benchmarks[0]).selection_metrics
         if s.metric not in allowed:
-            raise ValueError(f"search.metric: {s.metric!r} is not reported by benchmark {self.benchmarks[0]!r}; "
-                             f"allowed: {', '.join(allowed)} (validation metrics only: a test metric never selects)")
+            raise ValueError(f"search.metric: {s.metric!r} is not a selection metric of benchmark "
+                             f"{self.benchmarks[0]!r}; allowed: {', '.join(allowed)} (validation metrics only: a test "
+                             "metric never selects)")
         natural = allowed[s.metric]
         if s.mode is None:
             s.mode = natural

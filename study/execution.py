@@ -6,7 +6,8 @@ directory removed when the study ends: a study's state is its stores (study/stor
 
 Signals: Ctrl-C raises ``KeyboardInterrupt`` in the driver (Ray Tune's SIGINT handler is turned off with
 ``TUNE_DISABLE_SIGINT_HANDLER=1`` unless set otherwise), so the open phase ends KILLED and ``resume``
-finishes the study; a Tune run that a stop signal (SIGUSR1) ended early is reported the same way.
+finishes the study; a Tune run that a stop signal (SIGUSR1) ended early is reported the same way, and so is
+SIGTERM (study/interrupts.py ``sigterm_as_interrupt``).
 """
 
 from __future__ import annotations

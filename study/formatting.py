@@ -33,9 +33,10 @@ def plan_lines(plan: StudyPlan) -> list[str]:
 
     cfg = plan.cfg
     base = base_trial_config(cfg)
-    lines = [f"study {cfg.name} ({cfg.kind}) on {cfg.benchmark}: phases {', '.join(cfg.phases)}; "
+    lines = [f"study {cfg.name} ({cfg.kind}) on {', '.join(cfg.benchmarks)}: phases {', '.join(cfg.phases)}; "
              f"fingerprint {plan.fingerprint}",
-             f"  epochs {base.get('epochs')}, batch_size {base.get('batch_size')}, max_steps {cfg.max_steps}, "
+             f"  epochs {base.get('epochs')}, batch_size {base.get('batch_size')}, "
+             f"max_steps {cfg.max_steps if cfg.max_steps is not None else 'none (whole epochs)'}, "
              f"seeds {seeds_text(cfg.seed_values)}"]
     if cfg.kind == "comparison":
         from .search import startup_trials
@@ -135,24 +136,40 @@ def _config_text(hparams: dict[str, str]) -> str:
 _PER_OPTIMIZER = ("grid", "quadratic")
 #: What the results table's diverged and failed columns count (row per group; row per optimizer).
 FAILED_NOTE = ("diverged: of the runs shown; failed: the optimizer's trials that failed after their retries, "
-               "search trials included", "diverged, failed: over all of the optimizer's grid points or problems; "
-               "failed after their retries")
+               "search trials included", "diverged, failed: over all of the optimizer's grid points (quadratic: on "
+               "that problem); failed after their retries")
+
+
+def _several_seeds(res) -> bool:
+    return any(s.n > 1 for g in res.groups for s in g.metrics.values())
+
+
+def _value_label(res) -> str:
+    """What the results table's value column holds."""
+    if res.phase == "search":
+        return "best trial"
+    return "mean [95% CI]" if _several_seeds(res) else "one seed"
 
 
 def results_table(res) -> tuple[list[str], list[list[str]]]:
-    """The results table of a ``study.summary.StudyResults``: a header and one row per optimizer (grid and
-    quadratic phases: its best group), best first: optimizer, configuration, the headline metric's mean
-    with its 95 % t-interval over the seeds, n, diverged, failed."""
+    """The results table of a ``study.summary.StudyResults``: a header and one row per optimizer (grid phase:
+    its best group; quadratic phase: its best group on each problem, problem by problem), best first:
+    optimizer, configuration, the headline metric's mean with its 95 % t-interval over the seeds (the
+    header says "one seed" when no group has more), n, diverged, failed."""
     metric = res.metric
-    head = ["optimizer", "configuration", f"{metric or 'metric'} (mean [95% CI])", "n", "diverged", "failed"]
+    head = ["optimizer", "configuration", f"{metric or 'metric'} ({_value_label(res)})", "n", "diverged", "failed"]
     rows, seen = [], set()
     collapsed = res.phase in _PER_OPTIMIZER
-    for g in res.ranked():
+
+    def row_of(x):  # a quadratic study's problems are not comparable: a row per problem and optimizer
+        return (x.benchmark, x.optimizer) if res.phase == "quadratic" else x.optimizer
+
+    for g in sorted(res.ranked(), key=lambda x: x.benchmark if res.phase == "quadratic" else ""):
         if collapsed:
-            if g.optimizer in seen:
+            if row_of(g) in seen:
                 continue
-            seen.add(g.optimizer)
-        mine = [x for x in res.groups if x.optimizer == g.optimizer] if collapsed else [g]
+            seen.add(row_of(g))
+        mine = [x for x in res.groups if row_of(x) == row_of(g)] if collapsed else [g]
         diverged = sum(x.diverged for x in mine)
         failed = sum(x.failed for x in mine) + res.search_failed.get(g.optimizer, 0)
         s = g.metrics.get(metric) if metric else None
@@ -180,8 +197,10 @@ def results_lines(res, *, ui_command: str, report_command: str) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    lines.append("  (95% CI: Student's t over the seeds; accuracies in points)" if _is_accuracy(res.metric)
-                 else "  (95% CI: Student's t over the seeds)")
+    units = "; accuracies in points" if _is_accuracy(res.metric) else ""
+    if res.phase != "search":
+        lines.append(f"  (95% CI: Student's t over the seeds{units})" if _several_seeds(res)
+                     else f"  (one seed per row: no interval{units})")
     lines.append(f"  ({FAILED_NOTE[res.phase in _PER_OPTIMIZER]})")
     lines.append(f"MLflow UI: {ui_command}  (the study's runs grouped by optimizer)")
     lines.append(f"report:    {res.report_artifact + ' (logged); rebuild with ' if res.report_artifact else ''}"

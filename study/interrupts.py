@@ -1,20 +1,53 @@
 """What a driver says and does when it is interrupted: the ``resume`` command that finishes the study
-(:func:`resume_hint`), and the lost-node path (:func:`abandon`) that study/watchdog.py's ``RayletWatchdog`` calls
-when the driver's Ray node is gone."""
+(:func:`resume_hint`), SIGTERM handled as Ctrl-C is (:func:`sigterm_as_interrupt`), and the lost-node path
+(:func:`abandon`) that study/watchdog.py's ``RayletWatchdog`` calls when the driver's Ray node is gone."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
+from typing import Callable
 
+from .errors import one_line
 from .stores import Stores
 
-__all__ = ["resume_hint", "abandon"]
+__all__ = ["resume_hint", "abandon", "Terminated", "sigterm_as_interrupt", "terminated"]
 
 _log = logging.getLogger(__name__)
 _GUARD_WAIT_S = 5.0  # the most `abandon` waits for a phase being opened (one store call with its retries)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the driver (``kill``, ``docker stop``, Kubernetes, systemd), raised in its main thread and
+    handled as Ctrl-C is: the open phase and its running trials end KILLED and ``resume`` finishes the study;
+    the CLI exits 143 (128 + SIGTERM, what a shell reports for a process that SIGTERM ended)."""
+
+
+_SIGTERM = threading.Event()  # set by the handler: Ray Tune may re-raise the interrupt as a plain KeyboardInterrupt
+
+
+def terminated(exc: BaseException) -> bool:
+    """Whether the interrupt ``exc`` came from SIGTERM (:func:`sigterm_as_interrupt`'s handler ran)."""
+    return isinstance(exc, Terminated) or _SIGTERM.is_set()
+
+
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`Terminated` in the main thread; returns the function that puts the previous
+    handler back. Called after ``ray.init``: Ray's core worker installs a handler that aborts the process with a
+    native stack dump (exit 134) and leaves the study's runs open. Outside the main thread (where Python cannot
+    set handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigterm(signum, frame):
+        _SIGTERM.set()
+        raise Terminated("SIGTERM to the driver")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def resume_hint(name: str, stores: Stores) -> str:
@@ -63,7 +96,7 @@ def abandon(name: str, stores: Stores, experiment_id: str, drivers: list, lease,
                                   reason=f"interrupted: the driver's Ray node was lost ({what})", status="KILLED")
         lease.release()
     except Exception as exc:  # noqa: BLE001 - the next `resume` closes what is left
-        _log.warning("could not close the runs of study %s: %s", name, exc)
+        _log.warning("could not close the runs of study %s: %s", name, one_line(exc))
     finally:
         sys.stdout.flush()
         os._exit(1)

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
-from .errors import StudyRunError
+from .errors import StudyRunError, one_line
 
 __all__ = ["Lease", "StudyLease", "read_lease", "driver_conflict", "TAG_LEASE", "HEARTBEAT_S", "STALE_AFTER_S"]
 
@@ -141,7 +141,7 @@ class StudyLease:
                     return
                 client.set_experiment_tag(self.experiment_id, TAG_LEASE, json.dumps(asdict(self.lease)))
             except Exception as exc:  # noqa: BLE001 - the store may be down; the next beat tries again
-                _log.warning("study %s: lease heartbeat failed: %s", self.study, exc)
+                _log.warning("study %s: lease heartbeat failed: %s", self.study, one_line(exc))
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lease if this driver still holds it (never raises)."""
@@ -152,7 +152,7 @@ class StudyLease:
             if current is not None and current.driver == self.lease.driver:
                 client.delete_experiment_tag(self.experiment_id, TAG_LEASE)
         except Exception as exc:  # noqa: BLE001 - a stale lease of a dead driver is taken over later
-            _log.warning("study %s: could not release the lease: %s", self.study, exc)
+            _log.warning("study %s: could not release the lease: %s", self.study, one_line(exc))
 
     def __enter__(self) -> "StudyLease":
         self.acquire()

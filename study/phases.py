@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import StudyConfig
+from .errors import one_line
 from .loading import dump_study
 from .plan import StudyContext, format_value, search_seed
 from .stores import Stores
@@ -241,7 +242,7 @@ class Phases:
                                    metric=s.metric if s and phase == "search" else None, mode=s.mode if s else "max")
             tracking.log_summary(self.stores.tracking_uri, self.ctx.parent_runs[phase], summary_metrics(groups))
         except Exception as exc:  # noqa: BLE001 - the trials' runs hold the results; the summary is a view
-            _log.warning("phase %s: summary metrics not logged on its parent run: %s", phase, exc)
+            _log.warning("phase %s: summary metrics not logged on its parent run: %s", phase, one_line(exc))
 
     def record_best(self, best: dict[str, Any]) -> None:
         """The chosen configuration of each optimizer (``{optimizer: study.search.BestTrial}``): the
@@ -267,7 +268,7 @@ class Phases:
         try:
             tracking.end_parent_run(self.stores.tracking_uri, self.ctx.parent_runs[self.current], status, error=error)
         except Exception as exc:  # noqa: BLE001 - the store may be what failed; resume closes it
-            _log.warning("could not end the parent run of phase %s: %s", self.current, exc)
+            _log.warning("could not end the parent run of phase %s: %s", self.current, one_line(exc))
         self.current = None
 
     @property

@@ -77,7 +77,8 @@ def duration_text(seconds: float | None) -> str:
 @dataclass
 class OptimizerProgress:
     """One optimizer in one phase: trials planned, done (with a result, before or in this driver), failed
-    (every attempt), retried attempts, running, and the best value of the progress metric seen so far."""
+    (every attempt), retried attempts, running, and the best value of the progress metric over its completed
+    trials (each trial's last result, the value Optuna is told; a running trial's epochs do not count)."""
 
     planned: int = 0
     done: int = 0
@@ -111,13 +112,15 @@ class PhaseProgress:
 
 @dataclass
 class RunningTrial:
-    """A trial running now: its label (``amgt search#3``), the epoch it reported last, since when."""
+    """A trial running now: its label (``amgt search#3``), the epoch it reported last, since when, and the
+    progress metric's value in its last result (``best`` takes it when the trial completes)."""
 
     phase: str
     optimizer: str
     label: str
     started: float
     epoch: int = 0
+    last_value: float | None = None
 
 
 @dataclass
@@ -508,7 +511,7 @@ class StudyProgress(tune.Callback):
             t = self.state.running.get(trial.trial_id)
             if t is not None:
                 t.epoch = int(result.get("epoch") or result.get("training_iteration") or t.epoch)
-            self._opt(phase, opt).offer(result.get(self.state.metric), self.state.mode)
+                t.last_value = result.get(self.state.metric)
         self.display.refresh(self.state)
 
     def _ended(self, trial, phase: str, opt: str, what: str | None) -> OptimizerProgress:
@@ -522,7 +525,9 @@ class StudyProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         phase, opt, _ = self._label(trial)
         with self.state.lock:
+            t = self.state.running.get(trial.trial_id)
             o = self._ended(trial, phase, opt, "done")
+            o.offer(t.last_value if t is not None else None, self.state.mode)  # its last result: what Optuna is told
             self.state.finished_here += 1
             line = (self._line(phase, opt, f"finished {trial.trial_id}") if self._verbose
                     else self._line(phase, opt) if o.settled else None)

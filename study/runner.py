@@ -47,7 +47,7 @@ from .plan import (
 )
 from .preflight import check_resources, check_study_data, local_resources
 from .stores import Stores, check_agreement, check_stores, create_records, read_study_record, resolve_stores
-from .interrupts import abandon, resume_hint
+from .interrupts import abandon, resume_hint, sigterm_as_interrupt, terminated
 from .watchdog import RayletWatchdog
 
 _log = logging.getLogger(__name__)
@@ -496,6 +496,7 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
     from .lease import StudyLease
 
     started_ray, experiment_id = _start_ray_and_records(cfg, stores, identity, address)
+    restore_sigterm = sigterm_as_interrupt()  # after ray.init, which installs Ray's own (an abort)
     lease = StudyLease(stores.tracking_uri, experiment_id, cfg.name)
     drivers: list[_Driver] = []  # the driver, once made (what `abandon` closes)
     guard = threading.Lock()  # held while a phase opens; `abandon` takes it for good (no phase opens after it)
@@ -525,26 +526,30 @@ def run_study(cfg: StudyConfig, *, tracking_uri: str | None = None, optuna_stora
                         driver.run_planned(phase)
             except KeyboardInterrupt as exc:
                 watchdog.stop()  # Ray is stopped below on purpose
-                driver.phases.abort("KILLED", f"interrupted ({exc})" if str(exc) else "interrupted (Ctrl-C)")
+                why = "SIGTERM to the driver" if terminated(exc) else str(exc) or "Ctrl-C"
+                driver.phases.abort("KILLED", f"interrupted ({why})")
                 if started_ray:
                     # The trials died with this driver's Ray: their runs would stay RUNNING until `resume`.
                     ray.shutdown()
                     started_ray = False
+                    how = "SIGTERM to the driver" if terminated(exc) else "Ctrl-C on the driver"
                     tracking.close_stale_runs(stores.tracking_uri, cfg.name, experiment_id=experiment_id,
-                                              reason="interrupted (Ctrl-C on the driver)", status="KILLED")
+                                              reason=f"interrupted ({how})", status="KILLED")
                 echo(f"[{cfg.name}] interrupted: the open phase and its running trials ended KILLED; finish the study "
                      f"with {resume_hint(cfg.name, stores)}")
                 raise
             except BaseException as exc:
                 driver.phases.abort("FAILED", f"{type(exc).__name__}: {exc}")
                 raise
-        echo(f"[{cfg.name}] done in {time.time() - t0:.0f} s; {stores.describe()} (experiment {cfg.name})")
+        where = stores.describe(searched="search" in cfg.phases)
+        echo(f"[{cfg.name}] done in {time.time() - t0:.0f} s; {where} (experiment {cfg.name})")
         return driver.phases.results
     finally:
         watchdog.stop()
         lease.release()
         if started_ray:
             ray.shutdown()
+        restore_sigterm()
 
 
 def resume_study(name: str, *, tracking_uri: str | None = None, optuna_storage: str | None = None,

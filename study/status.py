@@ -237,7 +237,8 @@ def study_status(stores: Stores, name: str) -> StudyStatus:
                 c.running += waiting
             else:
                 c.interrupted += waiting
-    status = StudyStatus(name, cfg.kind if cfg else None, cfg.benchmark if cfg else None, stores.describe(), "",
+    status = StudyStatus(name, cfg.kind if cfg else None, ", ".join(cfg.benchmarks) if cfg else None,
+                         stores.describe(), "",
                          counts, _best(cfg, stores, notes) if cfg else [], notes)
     total = status.total
     if live:

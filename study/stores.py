@@ -70,9 +70,13 @@ class Stores:
     def optuna_derived(self) -> bool:
         return self.optuna_source == "derived"
 
-    def describe(self) -> str:
+    def describe(self, *, searched: bool = True) -> str:
+        """``MLflow URI; Optuna URI`` (passwords masked); ``searched=False`` (a study without a search phase,
+        which never opens the Optuna storage): ``MLflow URI; no Optuna study (nothing searched)``."""
         import tracking
 
+        if not searched:
+            return f"MLflow {tracking.mask_uri(self.tracking_uri)}; no Optuna study (nothing searched)"
         optuna = tracking.mask_uri(self.optuna_storage) if self.optuna_storage else "none"
         return f"MLflow {tracking.mask_uri(self.tracking_uri)}; Optuna {optuna}"
 

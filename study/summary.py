@@ -71,7 +71,8 @@ class GroupResult:
     """One group of a phase's trials (see the module docstring).
 
     Attributes:
-        phase, group, optimizer: where it belongs.
+        phase, group, optimizer: where it belongs; ``benchmark``: the benchmark its runs trained on (a
+            ``quadratic`` study has one group per problem and optimizer).
         trials: planned trials with at least one run; ``finished``: with a FINISHED run (completed or
             diverged); ``diverged``, ``failed`` (latest attempt FAILED), ``interrupted`` (latest KILLED).
         hparams: the configuration the trials ran (their ``hp.*`` params; the first run's when they differ,
@@ -97,6 +98,7 @@ class GroupResult:
     best: tuple[float, dict[str, str]] | None = None
     best_metric: str | None = None
     note: str = ""
+    benchmark: str = ""
 
 
 def _not_rerun(search: list[GroupResult], final: list[GroupResult]) -> list[GroupResult]:
@@ -150,7 +152,8 @@ def phase_results(tracking_uri: str, experiment_id: str, study: str, phase: str,
             g = groups[name] = GroupResult(phase, name, run.data.tags.get(schema.TAG_OPTIMIZER, "?"),
                                            hparams=_prefixed(run.data.params, schema.PARAM_HP_PREFIX),
                                            settings=_prefixed(run.data.params, schema.PARAM_OPTIM_PREFIX),
-                                           best_metric=metric)
+                                           best_metric=metric,
+                                           benchmark=run.data.tags.get(schema.TAG_BENCHMARK, ""))
         g.trials += 1
         status = run.info.status
         if status == "FINISHED":

@@ -123,16 +123,17 @@ def test_status_line_counts_every_phase_and_estimates_the_time_left():
     progress.add_phase("search", {"adam": 2, "sgd": 2}, {"adam": 1})  # one adam trial done by an earlier driver
     t = FakeTrial(search_trial("sgd", 0), "a")
     progress.on_trial_start(0, [], t)
+    progress.on_trial_result(0, [], t, {"epoch": 4, "val_accuracy": 0.85})
     progress.on_trial_complete(0, [], t)
     t2 = FakeTrial(search_trial("sgd", 1), "b")
     progress.on_trial_start(0, [], t2)
-    progress.on_trial_result(0, [], t2, {"epoch": 2, "val_accuracy": 0.9})
+    progress.on_trial_result(0, [], t2, {"epoch": 2, "val_accuracy": 0.9})  # running: not a best yet
     # 10 s for 1 trial + half of another: 1.5 trials per 10 s; 8 planned - 2 done - 0.5 running = 5.5 left
     eta = progress.state.eta(clock.now + 10)
     assert eta == pytest.approx(5.5 / 0.15)
     line = status_line(progress.state, clock.now + 10)
     assert line.startswith("[qs search] 2/8 trials done overall, 1 running, 0 failed; elapsed 10 s, ETA 37 s; "
-                           "search: adam 1/2, sgd 1/2 (0.9)"), line
+                           "search: adam 1/2, sgd 1/2 (0.85)"), line
 
 
 def test_best_so_far_counts_the_trials_of_an_earlier_driver():
@@ -142,9 +143,16 @@ def test_best_so_far_counts_the_trials_of_an_earlier_driver():
     progress.add_phase("search", {"amgt": 4}, {"amgt": 1}, {"amgt": 0.8843})
     t = FakeTrial(search_trial("amgt", 1), "a")
     progress.on_trial_start(0, [], t)
+    progress.on_trial_result(0, [], t, {"epoch": 2, "val_accuracy": 0.91})
     progress.on_trial_result(0, [], t, {"epoch": 3, "val_accuracy": 0.8796})
     assert progress.state.best("amgt") == 0.8843
+    progress.on_trial_complete(0, [], t)  # its last result, not its best epoch, is what Optuna is told
+    assert progress.state.best("amgt") == 0.8843
+    t = FakeTrial(search_trial("amgt", 2), "b")
+    progress.on_trial_start(0, [], t)
     progress.on_trial_result(0, [], t, {"epoch": 3, "val_accuracy": 0.9})
+    assert progress.state.best("amgt") == 0.8843  # running: a (0/N) optimizer once showed a best
+    progress.on_trial_complete(0, [], t)
     assert progress.state.best("amgt") == 0.9
     progress.add_phase("final", {"amgt": 2}, {})
     assert "search's best val_accuracy 0.9" in progress._line("final", "amgt")
@@ -251,7 +259,7 @@ def test_cli_run_on_a_terminal_then_in_a_log(tmp_path, ray_local):
     assert rc == 0, text[-3000:]
     assert "[one search] adam: 1 trial(s) to run" in text and "[one final] launching 1 of 1 planned trials" in text
     assert "[one final] finished: adam: 1/1 completed" in text
-    assert "results of one (final phase" in text and "test_accuracy (mean [95% CI])" in text, text[-3000:]
+    assert "results of one (final phase" in text and "test_accuracy (one seed)" in text, text[-3000:]
     assert "MLflow UI: amgt-study ui one" in text
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -178,6 +178,17 @@ def test_running_and_missing_phases_are_reported_not_invented(stores, tmp_path):
     assert set(r.paths) == {r.html, *r.csv, *r.figures}
     comp = r.tables["comparison"]
     assert comp["running"].sum() == 4 and comp["n"].sum() == 2
+    # a partial report is not logged to a parent that will end FINISHED (the UI would show it as final)
+    r = build_report(["partial"], tracking_uri=uri, out_dir=tmp_path / "logged", optuna_storage=storage,
+                     formats="csv", log_artifacts=True)
+    assert r.artifact_runs == [] and any("'partial' is still running: the report was not logged" in m
+                                         for m in r.missing), r.missing
+    from mlflow import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("partial")
+    for parent in c.search_runs([exp.experiment_id], "tags.role = 'parent'"):
+        assert not c.list_artifacts(parent.info.run_id, "report"), parent.info.run_id
 
 
 def test_bad_input(stores, tmp_path):

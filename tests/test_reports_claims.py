@@ -320,12 +320,60 @@ def _grad_history(factors: list[float]) -> tuple[list[dict], pd.DataFrame]:
     return r, pd.DataFrame(h)
 
 
+def _configured(runs: list[dict], **optim) -> list[dict]:
+    """AMGT's rows with the optimizer settings a trial logs (optim.<name>, defaults included)."""
+    base = {"optim.tau": 0.05, "optim.gamma": 1.0, "optim.lr_decay": 1e-4}
+    return [{**r, **{f"optim.{k}": v for k, v in {**{k[6:]: v for k, v in base.items()}, **optim}.items()}}
+            if r["optimizer"] == "amgt" else r for r in runs]
+
+
+def test_claims_about_amgt_are_not_measured_on_an_amgt_configured_as_adam():
+    """A tester pinned AMGT's γ = τ = λ = 0 (that is Adam) and got C1 judged and C6 "contradicted": a claim about
+    the paper's AMGT is not measured on it; one mechanism off is a caveat (C6: τ = 0 keeps no residual buffer)."""
+    acc = rows({"amgt": UP, "adam": BASE}, "test_accuracy")
+    assert verdict("C1", _configured(acc))[0] == SUP
+    v, res = verdict("C1", _configured(acc, tau=0.0, gamma=0.0, lr_decay=0.0))
+    assert v == NM and "that is Adam" in res.reason and res.interval_alone == SUP, res.reason
+    v, res = verdict("C1", _configured(acc, tau=0.0))
+    assert v == SUP and "AMGT ran with thresholding (τ = 0) off" in res.caveat, res.caveat
+    mem = rows({"amgt": [80_000] * 3, "adam": [80_000] * 3}, "optimizer_state_bytes")
+    assert verdict("C6", mem)[0] == CON  # settings not logged: judged as before
+    v, res = verdict("C6", _configured(mem, tau=0.0))
+    assert v == NM and "no residual buffer" in res.reason, res.reason
+
+
 @pytest.mark.parametrize("factors, expected", [([0.01, 0.02, 0.05], SUP), ([3.0, 2.0, 0.5], CON),
                                                ([0.01, 0.5, 0.6], NOT)])
 def test_c14_gradient_norm(factors, expected):
     r, h = _grad_history(factors)
     v, res = verdict("C14", r, histories=h)
     assert v == expected and res.benchmark == "rosenbrock"
+
+
+@pytest.mark.parametrize("factors", [[0.01], [0.01, 0.5], [3.0, 2.0], [0.01, 0.02]])
+def test_c14_below_its_minimum_is_inconclusive_whatever_the_rule_says(factors):
+    """A tester saw "not supported" from 1 run where the rule says "inconclusive with fewer than 3 runs" (only
+    supported/contradicted were guarded): every decisive verdict below the minimum is inconclusive."""
+    r, h = _grad_history(factors)
+    v, res = verdict("C14", r, histories=h)
+    assert v == INC, res.reason
+    assert res.interval_alone in (SUP, NOT, CON) and "< the pre-registered minimum 3" in res.reason, res.reason
+
+
+def test_c14_judges_a_grid_at_amgts_best_learning_rate_only():
+    """A tester's sensitivity grid: the run stuck at a bad lr (chance accuracy, tiny gradients) "fell 10×" and the
+    best-trained run did not; pooled, the grid voted with the runs that did not train."""
+    r, h = [], []
+    for lr, acc, factor in ((0.03, 0.88, 1.0), (0.3, 0.10, 0.001)):
+        for seed in range(3):
+            rid = f"g{lr}-{seed}"
+            r.append({"run_id": rid, "phase": "grid", "benchmark": "mnist-lenet5", "optimizer": "amgt", "seed": seed,
+                      "outcome": "completed", "hp.lr": lr, "test_accuracy": acc})
+            h += [{"run_id": rid, "metric": "grad_norm_mean", "step": e, "value": 2.0 * factor ** ((e - 1) / 4)}
+                  for e in range(1, 6)]
+    v, res = verdict("C14", r, histories=pd.DataFrame(h))
+    assert "over 3 AMGT run(s) (grid phase, AMGT's best learning rate 0.03 by test accuracy" in res.measured, res.measured
+    assert res.interval_alone == CON, res.reason  # the best-trained runs never fell: not "supported" by stuck ones
 
 
 def test_c14_not_measured_without_history():

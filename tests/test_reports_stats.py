@@ -109,3 +109,41 @@ def test_accuracy_table_keeps_the_raw_interval_and_marks_clipped_ends():
     assert list(df.columns) == ["n", "test_acc_mean", "ci_low", "ci_high", "ci_low_raw", "ci_high_raw", "ci_note"]
     assert df["ci_high"].tolist() == [100.0, 99.5] and df["ci_high_raw"].tolist() == [116.05, 99.5]
     assert df["ci_note"].tolist() == ["clipped to [0, 100]; n = 2 < 3", ""]
+
+
+def test_the_answer_clips_an_accuracy_difference_to_plus_minus_100_points():
+    """A difference of two accuracies lies in [-100, 100] points: the answer showed "-10.00 [-137.06, +117.06]"."""
+    import pandas as pd
+
+    from tracking.reports.answer import answer_optimizers
+
+    table = pd.DataFrame([
+        {"benchmark": "b", "optimizer": "adam", "n": 2, "test_acc_mean": 96.0, "ci_low": 90.0, "ci_high": 100.0,
+         "sigma_seeds": 1.0, "diff_vs_adam": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan},
+        {"benchmark": "b", "optimizer": "rmsprop", "n": 2, "test_acc_mean": 86.0, "ci_low": 0.0, "ci_high": 100.0,
+         "sigma_seeds": 9.0, "diff_vs_adam": -10.0, "diff_ci_low": -137.06, "diff_ci_high": 117.06},
+        {"benchmark": "b", "optimizer": "sgd", "n": 5, "test_acc_mean": 95.0, "ci_low": 94.0, "ci_high": 96.0,
+         "sigma_seeds": 1.0, "diff_vs_adam": -1.0, "diff_ci_low": -1.5, "diff_ci_high": -0.5},
+    ])
+    out = answer_optimizers("final", table)
+    col = [c for c in out.columns if c.startswith("vs Adam")][0]
+    cells = dict(zip(out["optimizer"], out[col]))
+    assert cells["RMSProp"] == "-10.00 [-100.00, +100.00] (clipped)", cells
+    assert cells["SGD+momentum"] == "-1.00 [-1.50, -0.50]", cells
+
+
+def test_the_answer_names_no_winner_on_an_exact_tie_and_says_why_there_is_no_interval():
+    """Identical runs (AMGT configured as Adam): the answer once named AMGT the highest mean at the same 90.32 %."""
+    import pandas as pd
+
+    from tracking.reports import evidence as ev
+    from tracking.reports.answer import answer_lines
+
+    row = {"benchmark": "b", "n": 5, "test_acc_mean": 90.32, "ci_low": 90.32, "ci_high": 90.32, "n_pairs": 5,
+           "diff_ci_low": math.nan, "diff_ci_high": math.nan}
+    table = pd.DataFrame([{**row, "optimizer": "amgt", "diff_vs_adam": 0.0},
+                          {**row, "optimizer": "adam", "diff_vs_adam": math.nan}])
+    text = answer_lines([], "final", table, studies=["s"], caveated=[], missing=0)[0]
+    assert "no single highest mean: AMGT and Adam tied at 90.32 %" in text, text
+    res = ev.paired([0.0] * 5, direction=+1, delta=0.1, paper=None, min_n=3)
+    assert any("identical results on both sides" in g for g in res.guards), res.guards

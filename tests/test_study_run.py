@@ -439,10 +439,11 @@ def test_one_tuner_runs_search_then_final(tmp_path, ray_local):
     assert list(at.values()) == sorted(at.values()), lines
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGUSR1"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGUSR1", "SIGTERM"])
 def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
-    """Ctrl-C (SIGINT to the driver), or SIGUSR1 (Ray Tune's own graceful stop), while the final trials run:
-    exit 130, the final phase's parent run ends KILLED, the trial that was running ends KILLED (never
+    """Ctrl-C (SIGINT to the driver), SIGUSR1 (Ray Tune's own graceful stop), or SIGTERM (kill, docker stop; it
+    once aborted the driver with Ray's native stack dump, exit 134), while the final trials run: exit 130 (143
+    for SIGTERM), the final phase's parent run ends KILLED, the trial that was running ends KILLED (never
     FINISHED with partial results); `resume` runs only the missing final trials (no search trial again),
     under the same parent."""
     path = tmp_path / "cc.yaml"
@@ -463,16 +464,18 @@ def test_ctrl_c_in_final_phase_then_resume(tmp_path, sig):
             assert time.time() < deadline, "no final trial finished: " + (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.2)
         proc.send_signal(getattr(signal, sig))  # the driver only, as a terminal's Ctrl-C reaches it
-        assert proc.wait(timeout=120) == 130, (tmp_path / "run.log").read_text()[-3000:]
+        assert proc.wait(timeout=120) == (143 if sig == "SIGTERM" else 130), (tmp_path / "run.log").read_text()[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     out = (tmp_path / "run.log").read_text()
-    reason = "Ctrl-C" if sig == "SIGINT" else "Ray Tune stopped the study"
+    reason = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM to the driver"}.get(sig, "Ray Tune stopped the study")
     assert f"interrupted ({reason}" in out and "finish the study with `amgt-study resume cc`" in out, out[-3000:]
     from study.trainable import INTERRUPTED_ERROR, TAG_EARLY_STOPPED
 
-    killed_error = "interrupted (Ctrl-C on the driver)" if sig == "SIGINT" else INTERRUPTED_ERROR
+    killed_error = {"SIGINT": "interrupted (Ctrl-C on the driver)",
+                    "SIGTERM": "interrupted (SIGTERM to the driver)"}.get(sig, INTERRUPTED_ERROR)
+    assert "SIGTERM received" not in out and "Aborted" not in out, out[-3000:]
     assert _trial_runs(db, "cc", phase="final") < 5, out[-3000:]
     uri = f"sqlite:///{db}"
     c = client(uri)

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from . import stats
 from .claims import ADAM, AMGT, NAMES, ClaimResult
 from .verdicts import NOT_MEASURED, VERDICTS
 
@@ -59,11 +60,20 @@ def answer_source(tables: dict[str, pd.DataFrame]) -> tuple[str, pd.DataFrame]:
     return "", pd.DataFrame()
 
 
-def _ci(est, lo, hi, sign: str = "") -> str:
+#: A difference of two accuracies in points lies in [-100, 100]: a t-interval past it is shown clipped.
+DIFFERENCE_RANGE = (-100.0, 100.0)
+
+
+def _ci(est, lo, hi, sign: str = "", clip: tuple[float, float] | None = None) -> str:
+    """``"+0.29 [+0.17, +0.42]"``; with ``clip``, the interval's ends cut to that range, marked "(clipped)"."""
     if not math.isfinite(est):
         return "n/a"
-    ci = f" [{lo:{sign}.2f}, {hi:{sign}.2f}]" if math.isfinite(lo) and math.isfinite(hi) else " (no CI)"
-    return f"{est:{sign}.2f}{ci}"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{est:{sign}.2f} (no CI)"
+    clipped = False
+    if clip is not None:
+        lo, hi, clipped = stats.Interval(est, lo, hi, 2).clipped(clip)
+    return f"{est:{sign}.2f} [{lo:{sign}.2f}, {hi:{sign}.2f}]{' (clipped)' if clipped else ''}"
 
 
 def answer_optimizers(phase: str, table: pd.DataFrame, baseline: str = ADAM) -> pd.DataFrame:
@@ -92,7 +102,8 @@ def answer_optimizers(phase: str, table: pd.DataFrame, baseline: str = ADAM) -> 
                          "test accuracy % [95 % CI]": _ci(r.test_acc_mean, r.ci_low, r.ci_high),
                          "σ over seeds (points)": f"{sd:.2f}" if math.isfinite(sd) else "",
                          "vs reference, points [95 % CI]": ("reference" if r.optimizer == ref else
-                                                            _ci(*(getattr(r, c) for c in diff), sign="+"))})
+                                                            _ci(*(getattr(r, c) for c in diff), sign="+",
+                                                                clip=DIFFERENCE_RANGE))})
     out = pd.DataFrame(rows, columns=ANSWER_OPTIMIZER_COLUMNS)
     label = f"vs {NAMES.get(baseline, baseline)}" if final else "vs full AMGT"
     out = out.rename(columns={"vs reference, points [95 % CI]": f"{label}, points [95 % CI]"})
@@ -119,14 +130,21 @@ def answer_lines(claims: list[ClaimResult], phase: str, table: pd.DataFrame, *, 
         npair = "n_pairs" if phase == "final" else "n"
         for bench, g in table.groupby("benchmark", sort=True):
             best = g.sort_values("test_acc_mean", ascending=False).iloc[0]
-            text = (f"{bench} ({phase} phase, final test accuracy): highest mean "
-                    f"{NAMES.get(best.optimizer, best.optimizer)} {best.test_acc_mean:.2f} % (n = {int(best.n)})")
+            top = g[(g["test_acc_mean"] - best.test_acc_mean).abs() < 1e-9]  # identical runs tie exactly
+            if len(top) > 1:
+                tied = " and ".join(NAMES.get(o, o) for o in top["optimizer"])
+                text = (f"{bench} ({phase} phase, final test accuracy): no single highest mean: {tied} tied at "
+                        f"{best.test_acc_mean:.2f} % (n = {', '.join(str(int(k)) for k in top['n'])})")
+            else:
+                text = (f"{bench} ({phase} phase, final test accuracy): highest mean "
+                        f"{NAMES.get(best.optimizer, best.optimizer)} {best.test_acc_mean:.2f} % (n = {int(best.n)})")
             for cand in candidates if phase == "final" and (g.optimizer == ref).any() else ():
                 rows = g[g.optimizer == cand]
                 if len(rows):
                     a = rows.iloc[0]
                     text += (f"; {NAMES.get(cand, cand)} vs {NAMES.get(ref, ref)}: "
-                             f"{_ci(a[col], a[lo], a[hi], sign='+')} points (paired by seed, n = {int(a[npair])})")
+                             f"{_ci(a[col], a[lo], a[hi], sign='+', clip=DIFFERENCE_RANGE)} points (paired by seed, "
+                             f"n = {int(a[npair])})")
             lines.append(text + ".")
     else:
         lines.append("No final-phase or ablation runs: no per-optimizer result (see What is missing).")

@@ -154,6 +154,10 @@ def _log(uri: str, data: ReportData, result: ReportResult) -> list[str]:
         if not len(p):
             result.missing.append(f"study {study!r} has no parent run: the report was not logged to MLflow")
             continue
+        if (p["status"] == "RUNNING").any():  # a partial report on a parent that will end FINISHED reads as final
+            result.missing.append(f"study {study!r} is still running: the report was not logged to MLflow (build it "
+                                  "again once the study has finished)")
+            continue
         rank = {ph: i for i, ph in enumerate(_PARENT_PREFERENCE)}
         p = p.copy()  # de-fragmented (a wide runs frame): no pandas PerformanceWarning
         p = p.assign(_r=p["tags.phase"].map(rank).fillna(99)).sort_values(["_r", "start_time"])

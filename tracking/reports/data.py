@@ -76,8 +76,8 @@ _METRICS = tuple(dict.fromkeys(schema.METRICS_EPOCH + schema.METRICS_FINAL + sch
 
 
 def _trial_columns() -> list[str]:
-    return ([f"tags.{t}" for t in _TAGS.values()] + ["params.hp.*", "params.epochs", "params.batch_size",
-                                                             "params.max_steps"]
+    return ([f"tags.{t}" for t in _TAGS.values()] + ["params.hp.*", "params.optim.*", "params.epochs",
+                                                             "params.batch_size", "params.max_steps"]
             + [f"metrics.{m}" for m in _METRICS])
 
 
@@ -134,8 +134,8 @@ def clean_trials(raw: pd.DataFrame) -> pd.DataFrame:
     for m in _METRICS:
         col = f"metrics.{m}"
         out[m] = raw[col].to_numpy(dtype=float) if col in raw.columns else np.nan
-    for col in raw.columns:
-        if col.startswith("params." + schema.PARAM_HP_PREFIX):
+    for col in raw.columns:  # hp.*: what the trial set; optim.*: the optimizer's full settings (defaults too)
+        if col.startswith(("params." + schema.PARAM_HP_PREFIX, "params." + schema.PARAM_OPTIM_PREFIX)):
             out[col[len("params."):]] = [_num(v) for v in raw[col]]
     for p in TRAINING_PARAMS:  # max_steps absent (NaN): full epochs
         out[p] = pd.to_numeric(raw[f"params.{p}"], errors="coerce").to_numpy() if f"params.{p}" in raw else np.nan

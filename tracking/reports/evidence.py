@@ -55,11 +55,15 @@ class Result:
     test: str = ""
 
 
-def degenerate_spread(sd: float, scale: float, quantum: float | None, what: str) -> str:
+def degenerate_spread(sd: float, scale: float, quantum: float | None, what: str, differences: bool = False) -> str:
     """A guard text when ``sd`` is zero or near zero: below one step ``quantum`` of a quantised metric
-    (accuracy moves in steps of one test example), or ≤ NEAR_ZERO × the values' scale. Empty otherwise."""
+    (accuracy moves in steps of one test example), or ≤ NEAR_ZERO × the values' scale. Empty otherwise.
+    ``differences``: the values are paired differences (all exactly 0: the two sides gave identical results)."""
     if not math.isfinite(sd):
         return ""
+    if sd == 0 and scale == 0 and differences:
+        return (f"{what}: every unit gave exactly 0 (identical results on both sides: the same configuration "
+                "and seeds?): no interval")
     if sd == 0:
         return (f"{what}: zero spread (every unit gave the same value"
                 + (f", on a metric that moves in steps of {quantum:.3g}" if quantum else "") + "): no interval")
@@ -93,7 +97,7 @@ def paired(d: Sequence[float], *, direction: int, delta: float, paper: float | N
     if n >= 2 and sd <= NEAR_ZERO * max(float(np.abs(x).max()), 1.0):
         sd = 0.0  # floating-point noise of identical values
     guards = [g for g in (_min_n_guard(n, min_n, unit),
-                          degenerate_spread(sd, mean, quantum, what) if n >= 2 else "") if g]
+                          degenerate_spread(sd, mean, quantum, what, differences=True) if n >= 2 else "") if g]
     xc = direction * x  # claim-oriented
     target = delta if paper is None else paper
     nan2 = (math.nan, math.nan)
@@ -112,7 +116,7 @@ def paired(d: Sequence[float], *, direction: int, delta: float, paper: float | N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             p_w = float(stats.wilcoxon(x).pvalue)
-    degenerate = n >= 2 and bool(degenerate_spread(sd, mean, quantum, what))
+    degenerate = n >= 2 and bool(degenerate_spread(sd, mean, quantum, what, differences=True))
     sd_used, source = (planning_sd, "planning (unpaired bound √(s_a² + s_b²); the paired spread is degenerate)") \
         if degenerate else (sd, "observed")
     pwr = pw.Power(n=n, min_n=min_n, test="paired t", sd=sd_used, sd_source=source,

@@ -54,7 +54,8 @@ class Power:
     note: str = ""
 
     def text(self, fmt: Callable[[float], str], unit: str = "seeds", effect: str = "") -> str:
-        """One line: "n = 3 seeds (minimum 5); MDE … ; seeds needed …; p floor …"."""
+        """One line: "n = 3 seeds (minimum 5); MDE … ; seeds needed for ``effect`` …; p floor …" (``effect`` says
+        whose effect it is: "the paper's +0.20 points", "the smallest effect of interest +0.10 points")."""
         parts = [f"n = {self.n} {unit} (pre-registered minimum {self.min_n})"]
         if math.isfinite(self.mde):
             src = f"{self.sd_source} sd {fmt(self.sd)}" if math.isfinite(self.sd) else self.sd_source
@@ -64,7 +65,7 @@ class Power:
         if effect:
             need = _units(self.needed)
             sup = "" if self.needed_supported is None else f", {_units(self.needed_supported)} for 'supported'"
-            parts.append(f"{unit} needed for the paper's {effect}: {need} to detect{sup}")
+            parts.append(f"{unit} needed for {effect}: {need} to detect{sup}")
         if self.p_floor:
             parts.append(f"p floor: {self.p_floor}")
         if self.note and math.isfinite(self.mde):

@@ -16,7 +16,7 @@ from ..data import ReportData
 from ..protocol import selection_table
 from ..verdicts import DEFAULT_SETTINGS, NOT_MEASURED, VERDICTS, VerdictSettings
 from . import ablation, accuracy, convergence, cost, exact, robustness
-from .caveats import CAVEAT_RULE, SHORT_FRACTION, training_caveat, with_caveat
+from .caveats import CAVEAT_RULE, SHORT_FRACTION, configuration_guard, training_caveat, with_caveat
 from .common import (ADAM, AMGT, NAMES, PAPER_ACCURACY, PAPER_BENCHMARKS, PAPER_EPOCHS, ClaimResult, Context,
                      benchmark_guard)
 from .robustness import lr_grid
@@ -57,7 +57,7 @@ def evaluate_claims(data: ReportData, settings: VerdictSettings | None = None) -
             res = fn(ctx)
             if cid in ("C11", "C12", "C13") and res.verdict != NOT_MEASURED:
                 res.power = exact.EXACT
-            out.append(with_caveat(benchmark_guard(res), data, selection))
+            out.append(configuration_guard(with_caveat(benchmark_guard(res), data, selection), data))
         except Exception as exc:  # noqa: BLE001 — reported, not swallowed
             out.append(ctx.result(cid, "", NOT_MEASURED, f"could not be evaluated: {type(exc).__name__}: {exc}"))
     return out

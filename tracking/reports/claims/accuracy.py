@@ -112,7 +112,7 @@ def _part_a(ctx: Context, runs: pd.DataFrame, bench: str):
             + f"; σ_AMGT/σ_Adam = {res.estimate:.2f}{ci} (F test, n = {res.n}"
             + (f", p = {res.p:.3g}" if math.isfinite(res.p) else "") + ")")
     fmt = (lambda r: f"ratio {r:.2f}")
-    power = res.power.text(fmt, effect=f"ratio {cs.paper_effect:.2f}")
+    power = res.power.text(fmt, effect=f"the paper's ratio {cs.paper_effect:.2f}")
     verdict = dec.verdict if res.n >= 2 else NOT_MEASURED
     reason = dec.reason if res.n >= 2 else "fewer than 2 seeds per optimizer"
     return verdict, reason, text, power, res, dec

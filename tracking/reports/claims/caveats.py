@@ -1,6 +1,8 @@
 """Caveats: what qualifies a verdict without changing it — short or capped training, a benchmark outside the
-paper's, and a search that may have under-tuned (a chosen value at the edge of what was explored, a search
-that was all random start-up)."""
+paper's, a search that may have under-tuned (a chosen value at the edge of what was explored, a search that was
+all random start-up), an AMGT with some of its mechanisms switched off — and the one guard that does change a
+verdict for the same reason: a claim about the paper's AMGT judged on an AMGT that is not one
+(:func:`configuration_guard`)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import pandas as pd
 
 from ..data import ReportData
 from ..protocol import selection_table
-from ..verdicts import NOT_MEASURED
+from ..verdicts import BENCHMARK_DIFFERS, NOT_MEASURED
 from .common import ADAM, AMGT, PAPER_EPOCHS, ClaimResult, name
 
-__all__ = ["CAVEAT_RULE", "SHORT_FRACTION", "CLAIM_PHASES", "training_caveat", "with_caveat"]
+__all__ = ["CAVEAT_RULE", "SHORT_FRACTION", "CLAIM_PHASES", "MECHANISMS", "training_caveat", "with_caveat",
+           "configuration_guard"]
 
 #: A verdict carries a caveat when its runs trained for less than this fraction of the paper's epochs.
 SHORT_FRACTION = 0.5
@@ -26,8 +29,56 @@ CAVEAT_RULE = ("Caveat (column 'caveat'; it never changes a verdict): a verdict 
                + ", ".join(f"{b} {e}" for b, e in PAPER_EPOCHS.items())
                + "), or that ran on a benchmark the paper does not use, says so; so does a final-phase verdict whose "
                "AMGT or Adam configuration sits at the edge of the range its search explored, or whose search was "
-               "all random start-up (the selection table). Such a verdict is about the run measured, not about the "
-               "paper's setup.")
+               "all random start-up (the selection table), or whose AMGT runs had some of its mechanisms off (τ, γ or "
+               "λ = 0 in the logged optimizer settings). Such a verdict is about the run measured, not about the "
+               "paper's setup. With all three mechanisms off (that is Adam), and for C6 with τ = 0 (no residual "
+               "buffer), a claim about the paper's AMGT is not measured.")
+
+
+#: AMGT's three mechanisms (docs/algorithm.md) by the hyperparameter that switches each off at 0; with all
+#: three off AMGT is Adam (the spec's equivalence property).
+MECHANISMS = {"tau": "thresholding (τ = 0)", "gamma": "variance-adaptive momentum (γ = 0)",
+              "lr_decay": "step-size decay (λ = 0)"}
+#: Claims judged on AMGT runs as the paper configures them (C9 switches mechanisms off on purpose; C11–C13 are
+#: exact computations).
+CONFIGURED_CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C14", "C15")
+
+
+def mechanisms_off(runs: pd.DataFrame) -> list[str]:
+    """The mechanisms (:data:`MECHANISMS` labels) switched off in every AMGT run of ``runs``, read from the
+    optimizer settings each trial logged (``optim.<name>`` params, defaults included); none when not logged."""
+    a = runs[runs["optimizer"] == AMGT] if "optimizer" in runs else runs.iloc[:0]
+    off = []
+    for hp, label in MECHANISMS.items():
+        if f"optim.{hp}" not in a:
+            continue
+        values = pd.to_numeric(a[f"optim.{hp}"], errors="coerce")
+        if len(a) and values.notna().all() and (values == 0).all():
+            off.append(label)
+    return off
+
+
+def configuration_guard(res: ClaimResult, data: ReportData) -> ClaimResult:
+    """A claim about the paper's AMGT judged on AMGT runs with its mechanisms off: with all three off (that is
+    Adam), and for C6 (the residual buffer) with thresholding off, "not measured", the rule's verdict kept in
+    the reason; with some off, a caveat naming them. Other claims and verdicts: unchanged."""
+    phases = CLAIM_PHASES.get(res.id)
+    if res.id not in CONFIGURED_CLAIMS or not phases or not res.benchmark or res.verdict in (NOT_MEASURED,
+                                                                                             BENCHMARK_DIFFERS):
+        return res
+    off = mechanisms_off(data.usable(phases, res.benchmark))
+    if not off:
+        return res
+    what = f"AMGT ran with {', '.join(off)} off"
+    if len(off) == len(MECHANISMS) or (res.id == "C6" and MECHANISMS["tau"] in off):
+        why = "that is Adam (docs/algorithm.md), not the paper's AMGT" if len(off) == len(MECHANISMS) else \
+            "it keeps no residual buffer by design"
+        res.interval_alone = res.interval_alone or res.verdict
+        res.reason = f"{what}: {why}; on these runs the rule gives: {res.verdict} ({res.reason})"
+        res.verdict = NOT_MEASURED
+    else:
+        res.caveat = "; ".join(p for p in (res.caveat, what) if p)
+    return res
 
 
 def _span(values: pd.Series) -> str:

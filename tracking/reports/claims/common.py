@@ -13,7 +13,11 @@ import pandas as pd
 from .. import evidence as ev
 from .. import measures
 from ..data import ReportData
-from ..verdicts import (BENCHMARK_DIFFERS, NOT_MEASURED, ClaimSettings, Decision, VerdictSettings, decide)
+from ..verdicts import (BENCHMARK_DIFFERS, CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_MEASURED, NOT_SUPPORTED,
+                        RULED_OUT, SUPPORTED, ClaimSettings, Decision, VerdictSettings, decide)
+
+#: Verdicts that decide a claim (the guard of ``Context.result`` turns them inconclusive below ``min_n``).
+DECISIVE = (SUPPORTED, NOT_SUPPORTED, CONTRADICTED, EQUIVALENT, RULED_OUT)
 from .rules import CLAIMS, rules
 
 __all__ = ["AMGT", "ADAM", "PAPER_BENCHMARKS", "PAPER_EPOCHS", "PAPER_ACCURACY", "NAMES", "ClaimResult", "Context",
@@ -87,7 +91,15 @@ class Context:
         return self.settings.claim(key)
 
     def result(self, cid: str, measured: str, verdict: str, reason: str, benchmark: str = "", **extra) -> ClaimResult:
+        """The claim's result. One guard for every claim: a decisive verdict from fewer than the pre-registered
+        minimum (``n`` < ``min_n``, both given) is ``inconclusive``, the rule's own verdict kept in the reason and
+        in ``interval_alone`` (so "not supported" is never read off data that could not decide)."""
         claim, paper = CLAIMS[cid]
+        n, min_n = extra.get("n", math.nan), extra.get("min_n", math.nan)
+        if verdict in DECISIVE and math.isfinite(n) and math.isfinite(min_n) and n < min_n:
+            extra.setdefault("interval_alone", verdict)
+            reason = (f"n = {n:g} < the pre-registered minimum {min_n:g} (the rule alone: {verdict}: {reason})")
+            verdict = INCONCLUSIVE
         return ClaimResult(cid, claim, paper, measured, verdict, reason, rules(self.settings)[cid], benchmark, **extra)
 
 
@@ -199,7 +211,8 @@ def judge_paired(ctx: Context, cid: str, key: str, d: pd.Series, *, direction: i
     dec = decide(res.evidence, delta, paper, show=show, point=point, guards=res.guards, blocks_support=blocks[0],
                  blocks_contradiction=blocks[1], alpha=s.alpha, claimed=claimed)
     target = delta if paper is None else paper
-    effect = f"{point(target)}" + ("" if cs.paper_effect is not None else " (the smallest effect of interest)")
+    effect = (f"the paper's {point(target)}" if cs.paper_effect is not None
+              else f"the smallest effect of interest {point(target)} (no paper effect)")
     mde_fmt = (lambda x: f"{(math.exp(x) - 1) * 100:.1f} %") if transform else (lambda x: f"{x:.{digits}f}{unit}")
     fields = dict(power=res.power.text(mde_fmt, unit=units, effect=effect), n=res.n, min_n=cs.min_n, p=res.p,
                   p_test=res.test, p_wilcoxon=res.p_wilcoxon, mde=res.power.mde,

@@ -52,7 +52,8 @@ def epoch_time_ratio(ctx: Context, runs: pd.DataFrame, bench: str, a: str, b: st
                 f"({res.test}, n = {len(x)}/{len(y)} runs" + (f", p = {res.p:.3g}" if math.isfinite(res.p) else "")
                 + f"; overhead {100 * (est - 1):+.1f} %{where}); on {devices}; implementation timed: {na} "
                 f"{implementations(runs, a)}, {nb} {implementations(runs, b)}" + (f"; {note}" if note else ""))
-    effect = (f"ratio {cs.paper_effect:.3f} vs the bound {cs.sesoi:g}" if cs.paper_effect is not None else "")
+    effect = (f"the paper's ratio {cs.paper_effect:.3f} vs the bound {cs.sesoi:g}" if cs.paper_effect is not None
+              else "")
     power = res.power.text(lambda v: f"{(math.exp(v) - 1) * 100:.1f} % of epoch time", unit="runs", effect=effect)
     fields = dict(power=power, n=res.n, min_n=cs.min_n, p=res.p, p_test=res.test, mde=res.power.mde,
                   seeds_needed=f"{'n/a' if res.power.needed is None else res.power.needed} / n/a",

@@ -126,7 +126,9 @@ def _rules(s: VerdictSettings) -> dict[str, str]:
                 "function benchmarks) else grad_norm_mean. supported iff q ≤ 0.1 in every run; contradicted iff "
                 "q = 1 (never below the start) in most runs; not supported otherwise; inconclusive with fewer "
                 f"than {c('C14').min_n} runs. A per-run rule, no test (power: the sign test's floor 0.5ⁿ is "
-                "shown). Judged on rosenbrock, else a paper benchmark."),
+                "shown). Judged on rosenbrock, else a paper benchmark; on the runs of the final phase, else the "
+                "ablation's full AMGT, else the quadratic phase, else the grid at AMGT's best learning rate (a run "
+                "stuck at a bad one has small gradients too)."),
         "C15": ("loss oscillation AMGT vs Adam compared at matched training loss (as C9a), final phase, paired t "
                 f"of the log ratio: δ = {c('C15').sesoi:.0%} of the oscillation, no paper number, minimum "
                 f"{c('C15').min_n} seeds. Shown, not judged: the mean-over-epochs oscillation (it rewards a "
