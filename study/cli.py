@@ -425,6 +425,9 @@ def ui(name: str | None, tracking_uri: str | None, port: int) -> None:
     for line in _study_view(uri, name, f"http://127.0.0.1:{port}") if name else []:
         _echo(line)
     sys.stdout.flush()
+    # MLflow's server warns about its own use of starlette, once per worker: nothing a user can act on
+    quiet = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
+    os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)
     os.execv(cmd[0], cmd)  # become `mlflow ui`: signals (Ctrl-C) go straight to it
 
 

@@ -70,11 +70,15 @@ def _tidy(fig) -> None:
     import math
 
     import numpy as np
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
     for ax in fig.axes:
         if ax.get_title() in ("Slice Plot", "Contour Plot"):
             ax.set_title("")
+        if ax.get_label() != "<colorbar>":  # side-by-side panels: few x labels, slanted, none at the edges
+            if ax.get_xscale() == "linear":
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+            ax.tick_params(axis="x", labelrotation=30)
         for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
             if scale != "log":
@@ -83,7 +87,8 @@ def _tidy(fig) -> None:
             axis.set_minor_formatter(NullFormatter())
             if lo > 0 and math.log10(hi / lo) < 1:
                 ticks = sorted({float(f"{v:.2g}") for v in np.geomspace(lo, hi, 4)[1:-1]} | set())
-                axis.set_major_locator(FixedLocator([lo * 1.0001, *ticks, hi / 1.0001]))
+                edges = [] if axis is ax.xaxis else [lo * 1.0001, hi / 1.0001]  # an x edge label meets the next panel's
+                axis.set_major_locator(FixedLocator(sorted([*edges, *ticks])))
                 axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
 
 
@@ -165,7 +170,7 @@ def _importance_section(studies: list[str], storage: str, objectives: dict[str, 
                             warnings.simplefilter("ignore")
                             fig = _axes_figure(fn(ostudy, params=params))
                         n = len(params)
-                        fig.set_size_inches(*((3.0 * n, 2.6 * n) if kind == "contour" else (max(3.2 * n, 5.0), 3.6)))
+                        fig.set_size_inches(*((3.0 * n, 2.6 * n) if kind == "contour" else (max(3.2 * n, 5.0), 4.0)))
                         _tidy(fig)
                         objective = _objective(ostudy, objectives.get(study))
                         fig.suptitle(f"{study} — {optimizer}: {kind} of the objective ({objective})", fontsize=10)

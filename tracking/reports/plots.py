@@ -82,11 +82,12 @@ def _provenance(runs: pd.DataFrame, phase: str | None = None) -> str:
 def footer(fig, text: str) -> None:
     """Write ``text`` (what the figure was measured on) into the figure itself, below the axes, in small
     grey type: a ``supxlabel``, which constrained layout makes room for; on a figure without a layout engine
-    (Optuna's) a text just below the figure, which ``png(tight=True)`` includes."""
+    (Optuna's) a text just below the lowest label drawn, which ``png(tight=True)`` includes."""
     if fig.get_layout_engine() is not None:
         fig.supxlabel(text, fontsize=6.5, color="0.35", wrap=True)
-    else:
-        fig.text(0.5, -0.02, text, ha="center", va="top", fontsize=6.5, color="0.35")
+    else:  # below the lowest label drawn (slanted tick labels reach under the axes)
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
+        fig.text(0.5, min(bottom, 0.0) - 0.02, text, ha="center", va="top", fontsize=6.5, color="0.35")
 
 
 def _decorate(fig, ax, xlabel: str | None, ylabel: str | None, title: str) -> None:

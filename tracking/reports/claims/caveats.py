@@ -61,16 +61,17 @@ def mechanisms_off(runs: pd.DataFrame) -> list[str]:
 def configuration_guard(res: ClaimResult, data: ReportData) -> ClaimResult:
     """A claim about the paper's AMGT judged on AMGT runs with its mechanisms off: with all three off (that is
     Adam), and for C6 (the residual buffer) with thresholding off, "not measured", the rule's verdict kept in
-    the reason; with some off, a caveat naming them. Other claims and verdicts: unchanged."""
+    the reason; with some off (or a verdict already "benchmark differs"), a caveat naming them. Other claims:
+    unchanged."""
     phases = CLAIM_PHASES.get(res.id)
-    if res.id not in CONFIGURED_CLAIMS or not phases or not res.benchmark or res.verdict in (NOT_MEASURED,
-                                                                                             BENCHMARK_DIFFERS):
+    if res.id not in CONFIGURED_CLAIMS or not phases or not res.benchmark or res.verdict == NOT_MEASURED:
         return res
     off = mechanisms_off(data.usable(phases, res.benchmark))
     if not off:
         return res
     what = f"AMGT ran with {', '.join(off)} off"
-    if len(off) == len(MECHANISMS) or (res.id == "C6" and MECHANISMS["tau"] in off):
+    decided = res.verdict != BENCHMARK_DIFFERS  # that verdict already says "not measured"
+    if decided and (len(off) == len(MECHANISMS) or (res.id == "C6" and MECHANISMS["tau"] in off)):
         why = "that is Adam (docs/algorithm.md), not the paper's AMGT" if len(off) == len(MECHANISMS) else \
             "it keeps no residual buffer by design"
         res.interval_alone = res.interval_alone or res.verdict
