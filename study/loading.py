@@ -232,6 +232,11 @@ def parse_study_text(text: str, source: str, sets: list[str] | tuple[str, ...] =
     if data is None:
         raise StudyConfigError(f"study file {source}: the file is empty; expected a mapping of fields "
                                "(name, kind, benchmark, optimizers, ...)")
+    for key, value in overrides.items():  # e.g. `--name x --set name=y`: one of them would be dropped silently
+        given = [s for s in sets if s.partition("=")[0].strip().split(".")[0] == key]
+        if value is not None and given:
+            raise StudyConfigError(f"--{key.replace('_', '-')} {clip_repr(value)[1:-1]} and --set "
+                                   f"{clip_repr(given[-1])[1:-1]} both give field {key}: give one")
     return parse_study(apply_sets(data, sets, source), source, tuple(sets), **overrides)
 
 

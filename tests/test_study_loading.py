@@ -136,3 +136,11 @@ def test_every_failing_study_level_rule_is_reported_at_once():
     with pytest.raises(StudyConfigError) as e:  # a per-field error still comes alone when it stops the rules
         parse_study_text("name: x\nkind: comparison\nbenchmark: digits-cnn\noptimizers: [adam]\nseeds: -1\n", "f.yaml")
     assert str(e.value).count("field ") == 1, str(e.value)
+
+
+def test_a_field_given_by_an_option_and_by_set_is_refused():
+    """`--name x --set name=y` gave no sign which one won (a tester): both giving one field is refused."""
+    with pytest.raises(StudyConfigError) as e:
+        load_study(QUICKSTART, sets=["name=y"], name="x")
+    assert str(e.value) == "--name x and --set name=y both give field name: give one", str(e.value)
+    assert load_study(QUICKSTART, sets=["name=y"]).name == "y" and load_study(QUICKSTART, name="x").name == "x"
