@@ -46,6 +46,7 @@ def sigterm_as_interrupt() -> Callable[[], None]:
         _SIGTERM.set()
         raise Terminated("SIGTERM to the driver")
 
+    _SIGTERM.clear()  # a run before this one in the same process may have had one
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 

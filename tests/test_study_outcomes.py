@@ -244,3 +244,24 @@ def test_the_report_lists_an_optimizer_that_was_never_re_run(flaky_study, tmp_pa
     answer = pd.read_csv(out / "answer_optimizers.csv", keep_default_na=False).set_index("optimizer")
     row = answer.loc[[i for i in answer.index if i.lower() == "nadam"][0]]
     assert row["test accuracy % [95 % CI]"] == "not re-run: no completed search trial (2 failed search trial(s))"
+
+
+def test_sigterm_raises_an_interrupt_in_the_main_thread_and_is_put_back():
+    """The driver's SIGTERM handler (installed after ray.init, replacing Ray's abort): an interrupt that says it came
+    from SIGTERM; the previous handler back afterwards; a later run in the same process starts clean."""
+    import os
+    import signal
+
+    from study.interrupts import Terminated, sigterm_as_interrupt, terminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = sigterm_as_interrupt()
+    with pytest.raises(Terminated) as info:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs between bytecodes
+            pass
+    assert terminated(info.value) and terminated(KeyboardInterrupt())  # Ray Tune may re-raise a plain one
+    restore()
+    assert signal.getsignal(signal.SIGTERM) == before
+    sigterm_as_interrupt()()
+    assert not terminated(KeyboardInterrupt())
