@@ -160,11 +160,12 @@ def results_table(res) -> tuple[list[str], list[list[str]]]:
     head = ["optimizer", "configuration", f"{metric or 'metric'} ({_value_label(res)})", "n", "diverged", "failed"]
     rows, seen = [], set()
     collapsed = res.phase in _PER_OPTIMIZER
+    per_problem = res.phase == "quadratic"  # a quadratic study's problems are not comparable: a row per problem
 
-    def row_of(x):  # a quadratic study's problems are not comparable: a row per problem and optimizer
-        return (x.benchmark, x.optimizer) if res.phase == "quadratic" else x.optimizer
+    def row_of(x):
+        return (x.benchmark, x.optimizer) if per_problem else x.optimizer
 
-    for g in sorted(res.ranked(), key=lambda x: x.benchmark if res.phase == "quadratic" else ""):
+    for g in sorted(res.ranked(), key=lambda x: x.benchmark) if per_problem else res.ranked():
         if collapsed:
             if row_of(g) in seen:
                 continue
